@@ -1,0 +1,186 @@
+"""Observation construction shared by training, evaluation and serving.
+
+Layout of the flat float32 vector (``window * N * F + 4 * N + 3``):
+
+1. the normalized feature window, rows ``t - window + 1 .. t`` in time order, shape (window, N, F)
+   flattened in C order;
+2. per asset: weight (signed leverage), unrealized PnL / equity, entry basis x 100 (percent),
+   hours to next funding / 8;
+3. global: log(equity / initial equity), margin ratio (maintenance margin / equity, 1 means
+   liquidation), distance to liquidation (fraction of a uniform adverse move, in [0, 1]).
+
+Every entry is clipped to ``[-clip, clip]``. This module does not depend on the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+BASIS_SCALE = 100.0
+FUNDING_HOURS_SCALE = 8.0
+
+
+@dataclass
+class FeatureNormalizer:
+    """Per-feature z-scoring fitted on the training window only.
+
+    Statistics are pooled over time and assets by default (shape (F,)), so the normalizer stays
+    valid if the asset universe changes; ``per_asset=True`` fits (N, F) statistics instead.
+    Non-finite inputs become 0 after normalization (the training mean).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, features: np.ndarray, per_asset: bool = False) -> FeatureNormalizer:
+        """Fit on a (T, N, F) array, ignoring NaN; constant features get std 1."""
+        axes = (0,) if per_asset else (0, 1)
+        x = np.asarray(features, dtype=np.float64)
+        mean = np.nan_to_num(np.nanmean(x, axis=axes))
+        std = np.nan_to_num(np.nanstd(x, axis=axes))
+        return cls(mean=mean, std=np.where(std > 1e-12, std, 1.0))
+
+    def transform(self, features: np.ndarray, clip: float = 10.0) -> np.ndarray:
+        """Normalized, clipped float32 copy of ``features`` (..., N, F)."""
+        z = (np.asarray(features, dtype=np.float64) - self.mean) / self.std
+        return np.clip(np.nan_to_num(z, nan=0.0, posinf=clip, neginf=-clip), -clip, clip).astype(
+            np.float32
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-serializable form."""
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureNormalizer:
+        """Inverse of ``to_dict``."""
+        return cls(mean=np.asarray(d["mean"], dtype=np.float64), std=np.asarray(d["std"]))
+
+
+@dataclass(frozen=True)
+class PortfolioState:
+    """Account state the observation needs; arrays may carry a leading batch axis."""
+
+    weights: np.ndarray
+    """(N,) signed position notional at mark / equity."""
+    unrealized_pnl: np.ndarray
+    """(N,) unrealized PnL at mark / equity."""
+    entry_basis: np.ndarray
+    """(N,) quantity-weighted basis at entry (fraction, 0 when flat)."""
+    equity_ratio: float | np.ndarray
+    """Equity / initial equity."""
+    margin_ratio: float | np.ndarray
+    """Maintenance margin / equity (0 when flat, 1 at liquidation)."""
+    distance_to_liquidation: float | np.ndarray
+    """(Equity - maintenance margin) / gross notional, clipped to [0, 1]; 1 when flat."""
+    hours_to_funding: np.ndarray
+    """(N,) hours until each asset's next funding settlement."""
+
+    @classmethod
+    def flat(cls, n_assets: int, hours_to_funding: np.ndarray | None = None) -> PortfolioState:
+        """No positions, equity ratio 1 (serving starts from this)."""
+        zeros = np.zeros(n_assets)
+        htf = zeros if hours_to_funding is None else np.asarray(hours_to_funding, dtype=float)
+        return cls(zeros, zeros, zeros, 1.0, 0.0, 1.0, htf)
+
+    def vector(self) -> np.ndarray:
+        """Unclipped portfolio part of the observation (..., 4N + 3)."""
+        w = np.asarray(self.weights)
+        lead = w.shape[:-1]
+        scalars = np.stack(
+            np.broadcast_arrays(
+                np.log(self.equity_ratio), self.margin_ratio, self.distance_to_liquidation
+            ),
+            axis=-1,
+        ).reshape(*lead, 3)
+        parts = (
+            w,
+            self.unrealized_pnl,
+            np.multiply(self.entry_basis, BASIS_SCALE),
+            np.divide(self.hours_to_funding, FUNDING_HOURS_SCALE),
+            scalars,
+        )
+        return np.concatenate(parts, axis=-1)
+
+
+class ObservationBuilder:
+    """Builds the flat observation from raw features and the portfolio state."""
+
+    def __init__(
+        self,
+        feature_names: tuple[str, ...] | list[str],
+        n_assets: int,
+        window: int,
+        normalizer: FeatureNormalizer,
+        clip: float = 10.0,
+    ):
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self.feature_names = tuple(feature_names)
+        self.n_assets, self.window, self.normalizer, self.clip = n_assets, window, normalizer, clip
+        self.n_window = window * n_assets * len(self.feature_names)
+        self.n_portfolio = 4 * n_assets + 3
+        self.observation_space = gym.spaces.Box(
+            -clip, clip, (self.n_window + self.n_portfolio,), np.float32
+        )
+        self._offsets = np.arange(-window + 1, 1)
+
+    def normalize(self, features: np.ndarray) -> np.ndarray:
+        """Normalize a whole (T, N, F) array once (element-wise, so windows can be sliced)."""
+        return self.normalizer.transform(features, self.clip)
+
+    def build(self, features: np.ndarray, t: int, portfolio: PortfolioState) -> np.ndarray:
+        """Observation at the close of bar ``t`` from raw (T, N, F) features (rows <= t only)."""
+        self._check_t(t)
+        rows = self.normalize(features[t - self.window + 1 : t + 1])
+        return self._assemble(rows.reshape(-1), portfolio.vector())
+
+    def build_normalized(
+        self, normalized: np.ndarray, t: int, portfolio: PortfolioState
+    ) -> np.ndarray:
+        """Same as ``build`` on features already passed through ``normalize``."""
+        self._check_t(t)
+        rows = normalized[t - self.window + 1 : t + 1]
+        return self._assemble(rows.reshape(-1), portfolio.vector())
+
+    def build_batch(
+        self, normalized: np.ndarray, t: np.ndarray, portfolio: PortfolioState
+    ) -> np.ndarray:
+        """(B, D) observations at bars ``t`` (B,) from normalized features and a batched state."""
+        rows = normalized[t[:, None] + self._offsets]
+        return self._assemble(rows.reshape(len(t), -1), portfolio.vector())
+
+    def _assemble(self, window_part: np.ndarray, portfolio_part: np.ndarray) -> np.ndarray:
+        out = np.empty((*window_part.shape[:-1], self.n_window + self.n_portfolio), np.float32)
+        out[..., : self.n_window] = window_part
+        np.clip(portfolio_part, -self.clip, self.clip, out=out[..., self.n_window :])
+        return out
+
+    def _check_t(self, t: int) -> None:
+        if t < self.window - 1:
+            raise ValueError(f"bar {t} has fewer than window={self.window} bars of history")
+
+    def to_dict(self) -> dict:
+        """JSON-serializable form (serving rebuilds the builder from it)."""
+        return {
+            "feature_names": list(self.feature_names),
+            "n_assets": self.n_assets,
+            "window": self.window,
+            "clip": self.clip,
+            "normalizer": self.normalizer.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ObservationBuilder:
+        """Inverse of ``to_dict``."""
+        return cls(
+            d["feature_names"],
+            d["n_assets"],
+            d["window"],
+            FeatureNormalizer.from_dict(d["normalizer"]),
+            d["clip"],
+        )
