@@ -150,6 +150,16 @@ def _pack(market: MarketData) -> np.ndarray:
     ).astype(np.float64)
 
 
+def _fields(state: PortfolioState) -> list[Any]:
+    """Field values of a ``PortfolioState`` in declaration order (no copies)."""
+    return [getattr(state, f.name) for f in dataclasses.fields(state)]
+
+
+def _sum(x: np.ndarray) -> np.ndarray:
+    """Sum over assets (last axis)."""
+    return np.add.reduce(x, -1)
+
+
 def make_reward(config: EnvConfig, n_envs: int) -> PnLReward:
     """Reward function of ``config`` for ``n_envs`` accounts."""
     if config.reward == "sortino":
@@ -203,7 +213,6 @@ class BatchedSimulator:
         self.normalized = self.builder.normalize(market.features)
         self.bars = _pack(market)
         self.table: MarginTable = config.margin.table(market.symbols)
-        self.fee_rate = config.fees.rate
         self.reward_fn = make_reward(config, n_envs)
         r = config.randomization
         self.randomized = (
@@ -217,14 +226,15 @@ class BatchedSimulator:
         self.qty = np.zeros((b, n))
         self.entry = np.zeros((b, n))
         self.entry_basis = np.zeros((b, n))
-        self.fee_mult = np.ones((b, 1))
+        self.fee_rate = np.full((b, 1), config.fees.rate)  # per-episode multiplier applied
         self.slip_mult = np.ones((b, 1))
         self.shift = np.zeros(b, dtype=np.int64)
         noise_shape = (b, self.length + 1, n)  # indexed by episode step of the bar
         self.basis_noise = np.zeros(noise_shape) if r.basis_noise_std > 0 else None
         self.funding_noise = np.zeros(noise_shape) if r.funding_noise_std > 0 else None
         self._rows = np.arange(b)
-        self.portfolio = self._portfolio(self.bars[self.t])
+        self._now = self.bars[self.t]
+        self.portfolio = self._portfolio(self._now)
 
     # ----------------------------------------------------------------- episodes
     def reset_env(self, i: int, rng: np.random.Generator) -> None:
@@ -235,7 +245,7 @@ class BatchedSimulator:
         else:
             t0 = self.first
         self.t[i], self.steps[i] = t0, 0
-        self.fee_mult[i] = _draw_uniform(rng, r.fee_mult_range)
+        self.fee_rate[i] = cfg.fees.rate * _draw_uniform(rng, r.fee_mult_range)
         self.slip_mult[i] = _draw_uniform(rng, r.slippage_mult_range)
         if r.funding_shift_max_bars > 0:
             m = r.funding_shift_max_bars
@@ -249,13 +259,27 @@ class BatchedSimulator:
         mask = self._rows == i
         self.reward_fn.reset(mask, self.equity)
 
-    def refresh(self) -> None:
-        """Recompute the portfolio state after resets (observations read it)."""
-        self.portfolio = self._portfolio(self._gather(self.t))
+    def refresh(self, mask: np.ndarray | None = None) -> None:
+        """Recompute the portfolio state of reset accounts (all, or where ``mask``)."""
+        now = self._gather(self.t)
+        fresh = self._portfolio(now)
+        if mask is not None:
+            col = mask[:, None]
+            now = np.where(col[..., None], now, self._now)
+            fresh = PortfolioState(
+                *(
+                    np.where(col if np.ndim(v) == 2 else mask, v, o)
+                    for v, o in zip(_fields(fresh), _fields(self.portfolio), strict=True)
+                )
+            )
+        self._now, self.portfolio = now, fresh
 
-    def observations(self) -> np.ndarray:
-        """(B, D) observations at the current decision bars."""
-        return self.builder.build_batch(self.normalized, self.t, self.portfolio)
+    def observations(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """Observations at the current decision bars, of all accounts (B, D) or of ``idx``."""
+        if idx is None:
+            return self.builder.build_batch(self.normalized, self.t, self.portfolio)
+        rows = PortfolioState(*(v[idx] if np.ndim(v) else v for v in _fields(self.portfolio)))
+        return self.builder.build_batch(self.normalized, self.t[idx], rows)
 
     # -------------------------------------------------------------------- step
     def _gather(self, t: np.ndarray) -> np.ndarray:
@@ -276,72 +300,68 @@ class BatchedSimulator:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Advance every account one bar; returns (reward, terminated, info arrays)."""
         cfg = self.config
-        now = self._gather(self.t)
+        now = self._now
         nxt = self._gather(self.t + 1)
         close_t, basis_t = now[:, _CLOSE], now[:, _BASIS]
-        open1, high1, low1, mark1 = nxt[:, _OPEN], nxt[:, _HIGH], nxt[:, _LOW], nxt[:, _MARK]
+        open1, mark1 = nxt[:, _OPEN], nxt[:, _MARK]
         eq0 = self.equity
         eq_col = eq0[:, None]
-        q = self.qty
+        q, entry0 = self.qty, self.entry
 
         # 1. action -> target weights -> target quantity (sized with known prices)
         w = target_weights(actions, cfg)
-        q_target = w * eq_col / close_t
+        qty = w * eq_col / close_t
         if cfg.no_trade_band > 0:
             keep = np.abs(w - q * close_t / eq_col) < cfg.no_trade_band
-            q_target = np.where(keep, q, q_target)
+            qty = np.where(keep, q, qty)
 
-        # 2. fill at the next open: fees, slippage, realized PnL and average entry
-        dq = q_target - q
+        # 2. fill at the next open: fees, slippage, realized PnL and average entry price
+        dq = qty - q
         traded = np.abs(dq * open1)
-        fees = (self.fee_rate * self.fee_mult * traded).sum(-1)
-        slip = (cfg.slippage.cost(traded, nxt[:, _QVOL]) * self.slip_mult).sum(-1)
-        closed = np.where(dq * q < 0, np.sign(q) * np.minimum(np.abs(dq), np.abs(q)), 0.0)
+        traded_sum = _sum(traded)
+        fees = self.fee_rate[:, 0] * traded_sum
+        slip = _sum(traded * cfg.slippage.rate(traded, nxt[:, _QVOL]) * self.slip_mult)
+        closed = np.minimum(np.maximum(-dq, np.minimum(q, 0.0)), np.maximum(q, 0.0))
         opened = dq + closed
         remaining = q - closed
-        with np.errstate(divide="ignore", invalid="ignore"):
-            held = q_target != 0
-            entry = np.where(held, (remaining * self.entry + opened * open1) / q_target, 0.0)
-            ebasis = np.where(
-                held, (remaining * self.entry_basis + opened * basis_t) / q_target, 0.0
-            )
-        cash = self.cash + (closed * (open1 - self.entry)).sum(-1) - fees - slip
-        qty = q_target
+        held = qty != 0
+        denom = qty + ~held  # 1 where flat: then remaining = opened = 0
+        entry = (remaining * entry0 + opened * open1) / denom
+        ebasis = (remaining * self.entry_basis + opened * basis_t) / denom
+        cash = self.cash + _sum(closed * (open1 - entry0)) - fees - slip
 
-        # 3. cross-margin check from the open to each position's adverse extreme
-        adverse = np.where(qty > 0, low1, high1)
-        mm_rate, mm_cum = self.table.lookup(qty * open1)
-        lam = liquidation_fraction(cash, qty, entry, open1, adverse, mm_rate, mm_cum)
-        liquidated = np.isfinite(lam)
+        # 3. cross margin from the open to each position's adverse extreme (tier fixed per bar)
+        adverse = np.where(qty > 0, nxt[:, _LOW], nxt[:, _HIGH])
+        mm_rate, mm_cum = self.table.lookup(qty * open1)  # flat assets: tier 0, cum 0
+        abs_qty = np.abs(qty)
+        g1 = cash + _sum(qty * (adverse - entry) - abs_qty * adverse * mm_rate + mm_cum)
+        liquidated = g1 < 0  # equity - MM is lowest at the adverse extremes
         liq_fee = np.zeros(self.n_envs)
         if liquidated.any():
+            lam = liquidation_fraction(cash, qty, entry, open1, adverse, mm_rate, mm_cum)
             lam_col = np.where(liquidated, lam, 0.0)[:, None]
             p_liq = open1 + lam_col * (adverse - open1)
             pnl = (qty * (p_liq - entry)).sum(-1)
-            fee = cfg.margin.liquidation_fee_rate * np.abs(qty * p_liq).sum(-1)
+            fee = cfg.margin.liquidation_fee_rate * (abs_qty * p_liq).sum(-1)
             liq_fee = np.where(liquidated, fee, 0.0)
             cash = np.where(liquidated, np.maximum(cash + pnl - fee, 0.0), cash)
-            flat = liquidated[:, None]
-            qty = np.where(flat, 0.0, qty)
-            entry = np.where(flat, 0.0, entry)
-            ebasis = np.where(flat, 0.0, ebasis)
+            flat = ~liquidated[:, None]
+            qty, entry, ebasis, abs_qty = qty * flat, entry * flat, ebasis * flat, abs_qty * flat
+            mm_cum = mm_cum * flat
 
         # 4. close of bar t+1: funding settlement, mark to market
-        funding = funding_cash_flow(qty, mark1, nxt[:, _FUND]).sum(-1)
+        funding = _sum(funding_cash_flow(qty, mark1, nxt[:, _FUND]))
         cash = cash + funding
         upnl = qty * (mark1 - entry)
-        equity = cash + upnl.sum(-1)
+        equity = cash + _sum(upnl)
+        mm = _sum(abs_qty * mark1 * mm_rate - mm_cum)
 
-        self.cash, self.qty, self.entry, self.entry_basis, self.equity = (
-            cash,
-            qty,
-            entry,
-            ebasis,
-            equity,
-        )
+        self.cash, self.qty, self.entry, self.entry_basis = cash, qty, entry, ebasis
+        self.equity = equity
         self.t = self.t + 1
         self.steps = self.steps + 1
-        self.portfolio = self._portfolio(nxt, upnl)
+        self._now = nxt
+        self.portfolio = self._portfolio(nxt, upnl, mm)
         reward = self.reward_fn(eq0, equity, slip, liquidated)
         info = {
             "equity": equity,
@@ -349,7 +369,7 @@ class BatchedSimulator:
             "fees": fees,
             "slippage": slip,
             "funding": funding,
-            "turnover": traded.sum(-1) / eq0,
+            "turnover": traded_sum / eq0,
             "liquidated": liquidated,
             "liquidation_fee": liq_fee,
             "weights": self.portfolio.weights,
@@ -357,17 +377,20 @@ class BatchedSimulator:
         }
         return reward, liquidated, info
 
-    def _portfolio(self, rows: np.ndarray, upnl: np.ndarray | None = None) -> PortfolioState:
+    def _portfolio(
+        self, rows: np.ndarray, upnl: np.ndarray | None = None, mm: np.ndarray | None = None
+    ) -> PortfolioState:
         mark = rows[:, _MARK]
         notional = self.qty * mark
         if upnl is None:
             upnl = self.qty * (mark - self.entry)
+        if mm is None:
+            mm = self.table.maintenance(notional).sum(-1)
         eq = np.maximum(self.equity, 1e-9 * self.config.initial_equity)
         eq_col = eq[:, None]
-        mm = self.table.maintenance(notional).sum(-1)
-        gross = np.abs(notional).sum(-1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            dist = np.where(gross > 0, np.clip((eq - mm) / gross, 0.0, 1.0), 1.0)
+        gross = _sum(np.abs(notional))
+        # flat: mm = 0 and gross -> 1e-12, so the distance saturates at 1
+        dist = np.minimum(np.maximum((eq - mm) / np.maximum(gross, 1e-12), 0.0), 1.0)
         return PortfolioState(
             weights=notional / eq_col,
             unrealized_pnl=upnl / eq_col,
@@ -430,15 +453,15 @@ class PerpPortfolioEnv(gym.Env):
 
     def portfolio_state(self) -> PortfolioState:
         """Current account state as the observation sees it (unbatched)."""
-        p = self.sim.portfolio
-        return PortfolioState(*(np.asarray(v)[0] for v in dataclasses.astuple(p)))
+        return PortfolioState(*(np.asarray(v)[0] for v in _fields(self.sim.portfolio)))
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Decide at the close of the current bar, simulate the next bar."""
         sim = self.sim
         reward, terminated, arrays = sim.step(np.asarray(action, dtype=np.float64)[None])
         t = int(sim.t[0])
-        info = {k: (v[0] if v.ndim > 1 else v[0].item()) for k, v in arrays.items()}
+        info = {k: v[0] for k, v in arrays.items()}  # np.float64 is a float
+        info["liquidated"] = bool(info["liquidated"])
         info["timestamp"] = self.market.timestamps[t]
         info["bar"] = t
         terminated = bool(terminated[0])

@@ -55,7 +55,7 @@ class MarginModel:
             self.major_tiers if s.upper().startswith(self.majors) else self.alt_tiers
             for s in symbols
         ]
-        k = max(len(t) for t in tiers)
+        k = max(len(t) for t in tiers) + 1  # an inf floor column closes the last tier
         floors = np.full((len(symbols), k), np.inf)
         rates = np.zeros((len(symbols), k))
         cum = np.zeros((len(symbols), k))
@@ -79,14 +79,17 @@ class MarginTable:
 
     def lookup(self, notional: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rate and maintenance amount of the tier of each |notional| (..., N)."""
-        idx = (np.abs(notional)[..., None] >= self.floors).sum(-1) - 1
+        size = np.abs(notional)
+        if (size < self.floors[:, 1]).all():  # fast path: everything in the first tier
+            return self.rates[:, 0], self.cum[:, 0]
+        idx = (size[..., None] >= self.floors).sum(-1) - 1
         cols = np.arange(self.rates.shape[0])
         return self.rates[cols, idx], self.cum[cols, idx]
 
     def maintenance(self, notional: np.ndarray) -> np.ndarray:
         """Maintenance margin per asset for signed or absolute notional (..., N)."""
         rate, cum = self.lookup(notional)
-        return np.abs(notional) * rate - cum * (notional != 0)
+        return np.abs(notional) * rate - cum  # zero notional is in tier 0, where cum = 0
 
 
 def liquidation_fraction(
@@ -105,8 +108,7 @@ def liquidation_fraction(
     tiers, so the crossing is solved exactly. Returns ``lam`` in [0, 1] per account (B,), or
     ``inf`` where equity stays at or above maintenance margin over the whole path.
     """
-    held = qty != 0
-    g0 = cash + (qty * (p0 - entry)).sum(-1) - (np.abs(qty) * p0 * mm_rate - mm_cum * held).sum(-1)
+    g0 = cash + (qty * (p0 - entry)).sum(-1) - (np.abs(qty) * p0 * mm_rate - mm_cum).sum(-1)
     dg = (qty * (p1 - p0)).sum(-1) - (np.abs(qty) * (p1 - p0) * mm_rate).sum(-1)
     g1 = g0 + dg
     with np.errstate(divide="ignore", invalid="ignore"):

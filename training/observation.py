@@ -88,23 +88,22 @@ class PortfolioState:
         return cls(zeros, zeros, zeros, 1.0, 0.0, 1.0, htf)
 
     def vector(self) -> np.ndarray:
-        """Unclipped portfolio part of the observation (..., 4N + 3)."""
+        """Unclipped portfolio part of the observation (..., 4N + 3), float64."""
         w = np.asarray(self.weights)
-        lead = w.shape[:-1]
-        scalars = np.stack(
-            np.broadcast_arrays(
-                np.log(self.equity_ratio), self.margin_ratio, self.distance_to_liquidation
-            ),
-            axis=-1,
-        ).reshape(*lead, 3)
-        parts = (
-            w,
-            self.unrealized_pnl,
-            np.multiply(self.entry_basis, BASIS_SCALE),
-            np.divide(self.hours_to_funding, FUNDING_HOURS_SCALE),
-            scalars,
-        )
-        return np.concatenate(parts, axis=-1)
+        out = np.empty((*w.shape[:-1], 4 * w.shape[-1] + 3))
+        self.write(out)
+        return out
+
+    def write(self, out: np.ndarray) -> None:
+        """Write ``vector()`` into ``out`` (..., 4N + 3) without intermediate arrays."""
+        n = np.shape(self.weights)[-1]
+        out[..., :n] = self.weights
+        out[..., n : 2 * n] = self.unrealized_pnl
+        np.multiply(self.entry_basis, BASIS_SCALE, out=out[..., 2 * n : 3 * n])
+        np.divide(self.hours_to_funding, FUNDING_HOURS_SCALE, out=out[..., 3 * n : 4 * n])
+        np.log(self.equity_ratio, out=out[..., 4 * n])
+        out[..., 4 * n + 1] = self.margin_ratio
+        out[..., 4 * n + 2] = self.distance_to_liquidation
 
 
 class ObservationBuilder:
@@ -136,28 +135,33 @@ class ObservationBuilder:
     def build(self, features: np.ndarray, t: int, portfolio: PortfolioState) -> np.ndarray:
         """Observation at the close of bar ``t`` from raw (T, N, F) features (rows <= t only)."""
         self._check_t(t)
-        rows = self.normalize(features[t - self.window + 1 : t + 1])
-        return self._assemble(rows.reshape(-1), portfolio.vector())
+        return self._assemble(self.normalize(features[t - self.window + 1 : t + 1]), portfolio)
 
     def build_normalized(
         self, normalized: np.ndarray, t: int, portfolio: PortfolioState
     ) -> np.ndarray:
         """Same as ``build`` on features already passed through ``normalize``."""
         self._check_t(t)
-        rows = normalized[t - self.window + 1 : t + 1]
-        return self._assemble(rows.reshape(-1), portfolio.vector())
+        return self._assemble(normalized[t - self.window + 1 : t + 1], portfolio)
 
     def build_batch(
         self, normalized: np.ndarray, t: np.ndarray, portfolio: PortfolioState
     ) -> np.ndarray:
         """(B, D) observations at bars ``t`` (B,) from normalized features and a batched state."""
-        rows = normalized[t[:, None] + self._offsets]
-        return self._assemble(rows.reshape(len(t), -1), portfolio.vector())
+        if len(t) == 1:  # a slice is much cheaper than a gather
+            t0 = int(t[0])
+            return self._assemble(normalized[None, t0 - self.window + 1 : t0 + 1], portfolio)
+        return self._assemble(normalized[t[:, None] + self._offsets], portfolio)
 
-    def _assemble(self, window_part: np.ndarray, portfolio_part: np.ndarray) -> np.ndarray:
-        out = np.empty((*window_part.shape[:-1], self.n_window + self.n_portfolio), np.float32)
-        out[..., : self.n_window] = window_part
-        np.clip(portfolio_part, -self.clip, self.clip, out=out[..., self.n_window :])
+    def _assemble(self, rows: np.ndarray, portfolio: PortfolioState) -> np.ndarray:
+        """Flatten the (..., window, N, F) rows and append the clipped portfolio vector."""
+        lead = rows.shape[:-3]
+        out = np.empty((*lead, self.n_window + self.n_portfolio), np.float32)
+        out[..., : self.n_window] = rows.reshape(*lead, self.n_window)
+        part = out[..., self.n_window :]
+        portfolio.write(part)
+        np.minimum(part, self.clip, out=part)
+        np.maximum(part, -self.clip, out=part)
         return out
 
     def _check_t(self, t: int) -> None:
