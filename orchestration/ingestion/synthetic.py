@@ -93,13 +93,26 @@ def generate_market(config: SyntheticMarketConfig) -> SyntheticMarket:
     frames = [
         _bars(config.venue, "perp", symbols, ts, open_, high, low, close, volume),
         _bars(
-            config.venue, "spot", symbols, ts,
-            open_ * spot_scale, high * spot_scale, low * spot_scale, close * spot_scale,
+            config.venue,
+            "spot",
+            symbols,
+            ts,
+            open_ * spot_scale,
+            high * spot_scale,
+            low * spot_scale,
+            close * spot_scale,
             volume * 1.5,
         ),
         _bars(
-            config.venue, "mark", symbols, ts,
-            open_ * mark_scale, high * mark_scale, low * mark_scale, close * mark_scale, None,
+            config.venue,
+            "mark",
+            symbols,
+            ts,
+            open_ * mark_scale,
+            high * mark_scale,
+            low * mark_scale,
+            close * mark_scale,
+            None,
         ),
     ]
     funding = _funding(config, symbols, ts, basis)
@@ -146,6 +159,4 @@ def _funding(config, symbols, ts, basis) -> pd.DataFrame:
         rate = np.clip(rate * interval / 8.0, -FUNDING_CAP, FUNDING_CAP)
         for j, symbol in enumerate(symbols):
             rows.append((config.venue, symbol, bar_close[idx], float(rate[j]), interval))
-    return pd.DataFrame(
-        rows, columns=["venue", "symbol", "ts", "funding_rate", "interval_hours"]
-    )
+    return pd.DataFrame(rows, columns=["venue", "symbol", "ts", "funding_rate", "interval_hours"])

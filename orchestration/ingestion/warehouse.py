@@ -119,6 +119,6 @@ def upsert(con: duckdb.DuckDBPyConnection, table: RawTable, frame: pd.DataFrame)
 def row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Row count of every raw table."""
     return {
-        name: con.execute(f"SELECT count(*) FROM {t.qualified}").fetchone()[0]
+        name: con.execute(f"SELECT count(*) FROM {t.qualified}").fetchall()[0][0]
         for name, t in RAW_TABLES.items()
     }

@@ -1,0 +1,1 @@
+"""Asset modules by domain: ingestion, features, training, evaluation, promotion, serving."""

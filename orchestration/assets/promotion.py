@@ -1,0 +1,51 @@
+"""Promotion: move the ``champion`` alias only when the evaluation gate passes."""
+
+import dagster as dg
+
+from evaluation.gate import decide
+from evaluation.metrics import PerformanceMetrics
+from orchestration.resources.mlflow_registry import MlflowRegistry
+from orchestration.resources.settings import PromotionGateSettings
+from orchestration.settings import CHAMPION_ALIAS
+
+
+def _metrics(values: dict | None) -> PerformanceMetrics | None:
+    if values is None:
+        return None
+    return PerformanceMetrics(
+        **{**values, "liquidated": bool(values["liquidated"]), "n_bars": int(values["n_bars"])}
+    )
+
+
+@dg.asset(group_name="promotion", kinds={"mlflow"})
+def champion_model(
+    policy_evaluation: dict, mlflow_registry: MlflowRegistry, promotion_gate: PromotionGateSettings
+) -> dg.Output[dict]:
+    """The registry's champion after this run's decision, and the reasons for it."""
+    decision = decide(
+        _metrics(policy_evaluation["candidate"]),
+        _metrics(policy_evaluation["baseline"]),
+        _metrics(policy_evaluation["champion"]),
+        promotion_gate.gate_config(),
+    )
+    client = mlflow_registry.client()
+    name, version = mlflow_registry.model_name, policy_evaluation["version"]
+    if decision.promote:
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+    client.set_model_version_tag(name, version, "promotion_decision", decision.summary)
+    champion = mlflow_registry.champion()
+    summary = {
+        "candidate_version": version,
+        "promoted": decision.promote,
+        "reasons": decision.reasons,
+        "champion_version": champion.version if champion else None,
+    }
+    return dg.Output(
+        summary,
+        metadata={
+            "candidate_version": version,
+            "promoted": decision.promote,
+            "decision": decision.summary,
+            "champion_version": summary["champion_version"] or "none",
+        },
+    )

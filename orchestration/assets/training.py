@@ -1,0 +1,60 @@
+"""Training: fit an agent on the in-sample bars and register it in MLflow."""
+
+import dagster as dg
+import mlflow
+
+from orchestration.assets.features import FEATURE_MART
+from orchestration.resources.market_source import SyntheticMarketSource
+from orchestration.resources.mlflow_registry import MlflowRegistry
+from orchestration.resources.settings import TrainingSettings
+from orchestration.resources.warehouse import DuckDBWarehouse
+from training.data import load_market, split_index
+from training.policy_model import PolicySpec, log_policy
+from training.train import train_end_timestamp, train_policy
+
+
+@dg.asset(group_name="training", deps=[FEATURE_MART], kinds={"pytorch", "mlflow"})
+def trained_policy(
+    context: dg.AssetExecutionContext,
+    warehouse: DuckDBWarehouse,
+    market_source: SyntheticMarketSource,
+    training: TrainingSettings,
+    mlflow_registry: MlflowRegistry,
+) -> dg.Output[dict]:
+    """A new policy version, trained on every bar before the out-of-sample window."""
+    config = training.train_config(venue=market_source.venue)
+    market = load_market(warehouse.path, config.venue, config.timeframe, config.feature_columns)
+    cut = split_index(market, config.test_fraction, config.env.window)
+    train_market = market.slice(0, cut)
+    experiment_id = mlflow_registry.activate()
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{config.algorithm}") as run:
+        mlflow.set_tags({"dagster_run_id": context.run_id, "stage": "training"})
+        mlflow.log_params(config.as_params())
+        trained = train_policy(train_market, config)
+        mlflow.log_metrics({"train_seconds": trained.train_seconds, "train_bars": cut})
+        spec = PolicySpec(
+            algorithm=config.algorithm,
+            symbols=market.symbols,
+            venue=config.venue,
+            timeframe=config.timeframe,
+            env_config=config.env,
+            builder=trained.builder,
+            train_end=train_end_timestamp(train_market),
+        )
+        version = log_policy(trained.algorithm, spec, mlflow_registry.model_name)
+    summary = {
+        "model_name": mlflow_registry.model_name,
+        "version": version.version,
+        "run_id": run.info.run_id,
+        "train_end": spec.train_end,
+    }
+    return dg.Output(
+        summary,
+        metadata={
+            **summary,
+            "algorithm": config.algorithm,
+            "total_timesteps": config.total_timesteps,
+            "train_bars": cut,
+            "train_seconds": round(trained.train_seconds, 1),
+        },
+    )

@@ -1,0 +1,162 @@
+"""The `perpfolio` command: `demo` runs the whole pipeline, `ui` starts Dagster and MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from orchestration.settings import CHAMPION_ALIAS, ProjectPaths
+
+DAGSTER_YAML = """\
+# Written by perpfolio; runs go one at a time because they share one DuckDB file.
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 1
+"""
+
+
+def prepare_home() -> ProjectPaths:
+    """Create the project folder, point Dagster at it and turn telemetry off."""
+    paths = ProjectPaths.from_env().ensure()
+    os.environ["PERPFOLIO_HOME"] = str(paths.home)
+    os.environ.setdefault("DAGSTER_HOME", str(paths.dagster_home))
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    dagster_yaml = paths.dagster_home / "dagster.yaml"
+    if not dagster_yaml.exists() or dagster_yaml.read_text() != DAGSTER_YAML:
+        dagster_yaml.write_text(DAGSTER_YAML)
+    return paths
+
+
+def demo() -> int:
+    """Materialize the whole asset graph on the embedded default and print a summary."""
+    paths = prepare_home()
+    started = time.perf_counter()
+    import dagster as dg
+
+    from orchestration.definitions import defs
+    from orchestration.ingestion.warehouse import row_counts
+
+    instance = dg.DagsterInstance.get()
+    retrain = defs.get_job_def("retraining_job").execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+    materialized = [
+        e.asset_key.to_user_string()
+        for e in retrain.get_asset_materialization_events()
+        if e.asset_key is not None
+    ]
+    print("\n=== perpfolio demo ===")
+    print(f"project folder      {paths.home}")
+    print(f"retraining run      {retrain.run_id} ({'ok' if retrain.success else 'FAILED'})")
+    print(f"assets materialized {len(materialized)}: {', '.join(materialized)}")
+    for check in retrain.get_asset_check_evaluations():
+        status = "passed" if check.passed else "FAILED"
+        print(f"quality check       {check.asset_check_key.to_user_string()}: {status}")
+    if not retrain.success:
+        failed = [e.step_key for e in retrain.get_step_failure_events()]
+        print(f"failed steps        {failed}")
+        return 1
+    with _warehouse(defs) as con:
+        print(f"raw rows            {row_counts(con)}")
+    trained = retrain.output_for_node("trained_policy")
+    evaluation = retrain.output_for_node("policy_evaluation")
+    promotion = retrain.output_for_node("champion_model")
+    print(f"model registered    {trained['model_name']} v{trained['version']}")
+    print(f"out of sample       from {evaluation['first_oos_ts']}, {evaluation['n_oos_bars']} bars")
+    _print_metrics(evaluation)
+    if promotion["promoted"]:
+        print(f"promotion           v{promotion['candidate_version']} is now @{CHAMPION_ALIAS}")
+    else:
+        print(f"promotion           gate failed: {'; '.join(promotion['reasons'])}")
+    champion = promotion["champion_version"]
+    print(f"champion alias      @{CHAMPION_ALIAS} -> " + (f"v{champion}" if champion else "none"))
+    if champion:
+        serve = defs.get_job_def("serving_job").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        if not serve.success:
+            print("serving             FAILED")
+            return 1
+        (event,) = serve.get_asset_materialization_events()
+        meta = event.materialization.metadata
+        weights = {k[7:]: v.value for k, v in meta.items() if k.startswith("weight_")}
+        print(f"serving             v{meta['model_version'].value} at {meta['decision_ts'].value}")
+        print(f"target weights      {weights} (interventions: {meta['interventions'].value})")
+    else:
+        print("serving             skipped: no champion to serve")
+    print(f"elapsed             {time.perf_counter() - started:.0f} s")
+    print("next                `make ui`, then open the Dagster and MLflow UIs it prints")
+    return 0
+
+
+def _warehouse(defs):
+    return defs.resources["warehouse"].connect(read_only=True)
+
+
+def _print_metrics(evaluation: dict) -> None:
+    header = f"{'':20}{'Sharpe':>8}{'return':>9}{'max DD':>8}{'turnover':>10}{'fees':>9}"
+    print(header)
+    for name in ("candidate", "baseline", "champion"):
+        m = evaluation.get(name)
+        if not m:
+            continue
+        print(
+            f"  {name:18}{m['sharpe']:>8.2f}{m['total_return']:>9.2%}{m['max_drawdown']:>8.2%}"
+            f"{m['turnover']:>10.1f}{m['fees_paid']:>9.1f}"
+        )
+
+
+def ui(dagster_port: int, mlflow_port: int) -> int:
+    """Start the Dagster UI (with its daemon) and the MLflow UI on 127.0.0.1."""
+    paths = prepare_home()
+    bin_dir = os.path.dirname(sys.executable)
+    mlflow_proc = subprocess.Popen(
+        [
+            os.path.join(bin_dir, "mlflow"),
+            "ui",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+            "--backend-store-uri",
+            paths.mlflow_tracking_uri,
+            "--default-artifact-root",
+            paths.mlflow_artifacts.as_uri(),
+        ]
+    )
+    print(
+        f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{mlflow_port}"
+    )
+    print("Ctrl-C stops both.")
+    try:
+        return subprocess.call(
+            [os.path.join(bin_dir, "dagster"), "dev", "-h", "127.0.0.1", "-p", str(dagster_port)]
+        )
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        mlflow_proc.terminate()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="perpfolio", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="run the whole pipeline on the embedded default")
+    ui_parser = commands.add_parser("ui", help="start the Dagster and MLflow UIs")
+    ui_parser.add_argument("--dagster-port", type=int, default=3000)
+    ui_parser.add_argument("--mlflow-port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo()
+    return ui(args.dagster_port, args.mlflow_port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The perpfolio code location: one ``defs``."""
+
+import dagster as dg
+
+from orchestration.assets.evaluation import policy_evaluation
+from orchestration.assets.features import dbt_features
+from orchestration.assets.ingestion import raw_market_data
+from orchestration.assets.promotion import champion_model
+from orchestration.assets.serving import target_weights
+from orchestration.assets.training import trained_policy
+from orchestration.checks import feature_mart_expectations_check
+from orchestration.jobs import ingest_features_job, retraining_job, serving_job
+from orchestration.resources import build_resources
+from orchestration.schedules import hourly_ingestion_schedule, weekly_retraining_schedule
+from orchestration.sensors import new_champion_sensor
+
+ASSETS = [
+    raw_market_data,
+    dbt_features,
+    trained_policy,
+    policy_evaluation,
+    champion_model,
+    target_weights,
+]
+
+
+def build_definitions(environment: str | None = None) -> dg.Definitions:
+    """The definitions with the resources of ``environment`` (see ``build_resources``)."""
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=[feature_mart_expectations_check],
+        jobs=[ingest_features_job, retraining_job, serving_job],
+        schedules=[hourly_ingestion_schedule, weekly_retraining_schedule],
+        sensors=[new_champion_sensor],
+        resources=build_resources(environment),
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,1 @@
+"""Great Expectations suites over frames read from DuckDB (no Dagster imports here)."""

@@ -1,0 +1,48 @@
+"""MLflow tracking and model registry (SQLite backend, local artifacts by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from orchestration.settings import CHAMPION_ALIAS
+
+EXPERIMENT = "perpfolio"
+
+
+class MlflowRegistry(dg.ConfigurableResource):
+    """Where runs are tracked and policies registered under ``model_name``."""
+
+    tracking_uri: str
+    artifact_root: str
+    model_name: str
+
+    def activate(self) -> str:
+        """Point MLflow at this store and return the experiment id."""
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+        if experiment is not None:
+            return experiment.experiment_id
+        Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
+        return mlflow.create_experiment(
+            EXPERIMENT, artifact_location=Path(self.artifact_root).resolve().as_uri()
+        )
+
+    def client(self) -> mlflow.MlflowClient:
+        self.activate()
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def champion(self) -> ModelVersion | None:
+        """The version holding the champion alias, or None."""
+        try:
+            return self.client().get_model_version_by_alias(self.model_name, CHAMPION_ALIAS)
+        except MlflowException:
+            return None
+
+    def model_uri(self, version: str) -> str:
+        return f"models:/{self.model_name}/{version}"

@@ -1,0 +1,21 @@
+"""Cron schedules (UTC)."""
+
+import dagster as dg
+
+from orchestration.jobs import ingest_features_job, retraining_job
+
+hourly_ingestion_schedule = dg.ScheduleDefinition(
+    name="hourly_ingestion_schedule",
+    job=ingest_features_job,
+    cron_schedule="5 * * * *",
+    execution_timezone="UTC",
+    description="Five minutes past every hour: ingest the closed bar and rebuild features.",
+)
+
+weekly_retraining_schedule = dg.ScheduleDefinition(
+    name="weekly_retraining_schedule",
+    job=retraining_job,
+    cron_schedule="0 3 * * 1",
+    execution_timezone="UTC",
+    description="Mondays 03:00 UTC: retrain, evaluate out of sample, promote if the gate passes.",
+)

@@ -1,0 +1,63 @@
+"""One dataclass configures one training run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from training.env import EnvConfig
+
+DEFAULT_FEATURES = (
+    "basis",
+    "basis_zscore",
+    "log_return_1",
+    "last_funding_rate",
+    "hours_to_funding",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run; the same config and seed give the same policy."""
+
+    algorithm: str = "PPO"
+    """Stable-Baselines3 algorithm: PPO, A2C or SAC."""
+    total_timesteps: int = 20_000
+    """Environment steps of training."""
+    seed: int = 0
+    """Seeds the environment, the policy initialization and torch."""
+    venue: str = "synthetic"
+    """Venue whose feature rows are used."""
+    timeframe: str = "1h"
+    """Bar timeframe of the feature mart to train on."""
+    feature_columns: tuple[str, ...] = DEFAULT_FEATURES
+    """Feature-mart columns in the observation, in this order."""
+    test_fraction: float = 0.25
+    """Trailing fraction of bars held out for out-of-sample evaluation; never seen in training."""
+    n_envs: int = 4
+    """Parallel environments per rollout."""
+    learning_rate: float = 3e-4
+    """Optimizer step size."""
+    n_steps: int = 256
+    """Rollout length per environment between updates (PPO, A2C)."""
+    batch_size: int = 256
+    """Minibatch size (PPO, SAC)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    net_arch: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the policy and value networks."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """The trading environment: window, leverage, costs, margin, reward, episodes."""
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ("PPO", "A2C", "SAC"):
+            raise ValueError(f"algorithm must be PPO, A2C or SAC, got {self.algorithm!r}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.total_timesteps <= 0:
+            raise ValueError(f"total_timesteps must be positive, got {self.total_timesteps}")
+
+    def as_params(self) -> dict[str, object]:
+        """Flat parameters for MLflow."""
+        params = {k: v for k, v in asdict(self).items() if k != "env"}
+        params.update({f"env.{k}": v for k, v in asdict(self.env).items()})
+        return {k: str(v) if isinstance(v, tuple | list | dict) else v for k, v in params.items()}
