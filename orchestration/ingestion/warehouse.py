@@ -69,7 +69,55 @@ FUNDING_RATES = RawTable(
     key=("venue", "symbol", "ts"),
 )
 
-RAW_TABLES: dict[str, RawTable] = {t.name: t for t in (OHLCV, FUNDING_RATES)}
+OPEN_INTEREST = RawTable(
+    name="open_interest",
+    columns={
+        "venue": "VARCHAR NOT NULL",
+        "symbol": "VARCHAR NOT NULL",
+        "timeframe": "VARCHAR NOT NULL",
+        "ts": "TIMESTAMP NOT NULL",
+        "open_interest": "DOUBLE NOT NULL",  # base asset
+        "open_interest_value": "DOUBLE",  # quote (USDT)
+        "ingested_at": "TIMESTAMP NOT NULL",
+    },
+    key=("venue", "symbol", "timeframe", "ts"),
+)
+
+ORDER_BOOK_SNAPSHOTS = RawTable(
+    name="order_book_snapshots",
+    columns={
+        "venue": "VARCHAR NOT NULL",
+        "market": "VARCHAR NOT NULL",  # perp | spot
+        "symbol": "VARCHAR NOT NULL",
+        "ts": "TIMESTAMP NOT NULL",  # snapshot time
+        "side": "VARCHAR NOT NULL",  # bid | ask
+        "level": "INTEGER NOT NULL",  # 1 = best
+        "price": "DOUBLE NOT NULL",
+        "amount": "DOUBLE NOT NULL",  # base asset
+        "ingested_at": "TIMESTAMP NOT NULL",
+    },
+    key=("venue", "market", "symbol", "ts", "side", "level"),
+)
+
+DATA_GAPS = RawTable(
+    name="data_gaps",
+    columns={
+        "venue": "VARCHAR NOT NULL",
+        "market": "VARCHAR NOT NULL",
+        "symbol": "VARCHAR NOT NULL",
+        "timeframe": "VARCHAR NOT NULL",
+        "gap_start": "TIMESTAMP NOT NULL",  # first missing bar
+        "gap_end": "TIMESTAMP NOT NULL",  # last missing bar
+        "missing_bars": "INTEGER NOT NULL",
+        "source": "VARCHAR NOT NULL",
+        "ingested_at": "TIMESTAMP NOT NULL",
+    },
+    key=("venue", "market", "symbol", "timeframe", "gap_start"),
+)
+
+RAW_TABLES: dict[str, RawTable] = {
+    t.name: t for t in (OHLCV, FUNDING_RATES, OPEN_INTEREST, ORDER_BOOK_SNAPSHOTS, DATA_GAPS)
+}
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
