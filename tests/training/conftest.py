@@ -27,7 +27,7 @@ def make_synthetic_market(
     high = np.maximum(open_, close) * (1 + wick[0])
     low = np.minimum(open_, close) * (1 - wick[1])
     mark = close * (1 + rng.normal(0, 0.0002, close.shape))
-    volume = rng.uniform(1e3, 5e3, close.shape)
+    volume = rng.uniform(1e5, 5e5, close.shape)
     hour_close = (ts.astype("datetime64[h]").astype(np.int64) + 1) % 24
     settles = (hour_close % FUNDING_EVERY_HOURS == 0)[:, None]
     funding = np.where(settles, rng.normal(1e-4, 1e-4, close.shape), 0.0)
