@@ -284,6 +284,8 @@ class BatchedSimulator:
     # -------------------------------------------------------------------- step
     def _gather(self, t: np.ndarray) -> np.ndarray:
         """(B, 9, N) packed market rows at bars t, with shifted/noisy funding if randomized."""
+        if self.n_envs == 1 and not self.randomized:  # a slice is cheaper than a gather
+            return self.bars[t[0] : t[0] + 1]
         rows = self.bars[t]
         if self.randomized:
             shifted = np.clip(t - self.shift, 0, self.market.n_bars - 1)
@@ -350,8 +352,12 @@ class BatchedSimulator:
             mm_cum = mm_cum * flat
 
         # 4. close of bar t+1: funding settlement, mark to market
-        funding = _sum(funding_cash_flow(qty, mark1, nxt[:, _FUND]))
-        cash = cash + funding
+        rate = nxt[:, _FUND]
+        if rate.any():  # most bars have no settlement
+            funding = _sum(funding_cash_flow(qty, mark1, rate))
+            cash = cash + funding
+        else:
+            funding = np.zeros(self.n_envs)
         upnl = qty * (mark1 - entry)
         equity = cash + _sum(upnl)
         mm = _sum(abs_qty * mark1 * mm_rate - mm_cum)
