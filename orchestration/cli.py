@@ -44,7 +44,7 @@ def demo() -> int:
     from orchestration.ingestion.warehouse import row_counts
 
     instance = dg.DagsterInstance.get()
-    retrain = defs.get_job_def("retraining_job").execute_in_process(
+    retrain = defs.resolve_job_def("retraining_job").execute_in_process(
         instance=instance, raise_on_error=False
     )
     materialized = [
@@ -78,7 +78,7 @@ def demo() -> int:
     champion = promotion["champion_version"]
     print(f"champion alias      @{CHAMPION_ALIAS} -> " + (f"v{champion}" if champion else "none"))
     if champion:
-        serve = defs.get_job_def("serving_job").execute_in_process(
+        serve = defs.resolve_job_def("serving_job").execute_in_process(
             instance=instance, raise_on_error=False
         )
         if not serve.success:

@@ -22,17 +22,24 @@ ASSETS = [
     champion_model,
     target_weights,
 ]
+ASSET_CHECKS = [feature_mart_expectations_check]
+JOBS = [ingest_features_job, retraining_job, serving_job]
 
 
-def build_definitions(environment: str | None = None) -> dg.Definitions:
-    """The definitions with the resources of ``environment`` (see ``build_resources``)."""
+def build_definitions(
+    environment: str | None = None, resources: dict[str, object] | None = None
+) -> dg.Definitions:
+    """The definitions with the resources of ``environment`` (see ``build_resources``).
+
+    ``resources`` replaces individual resources, e.g. a different market source.
+    """
     return dg.Definitions(
         assets=ASSETS,
-        asset_checks=[feature_mart_expectations_check],
-        jobs=[ingest_features_job, retraining_job, serving_job],
+        asset_checks=ASSET_CHECKS,
+        jobs=JOBS,
         schedules=[hourly_ingestion_schedule, weekly_retraining_schedule],
         sensors=[new_champion_sensor],
-        resources=build_resources(environment),
+        resources={**build_resources(environment), **(resources or {})},
         executor=dg.in_process_executor,
     )
 

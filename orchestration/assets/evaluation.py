@@ -20,10 +20,10 @@ def policy_evaluation(
     """Out-of-sample metrics of the candidate, the baseline and the current champion."""
     client = mlflow_registry.client()
     candidate = load_policy(mlflow_registry.model_uri(trained_policy["version"]))
-    champion_version = mlflow_registry.champion()
+    champion_version = mlflow_registry.champion_version()
     champion = (
-        load_policy(mlflow_registry.model_uri(champion_version.version))
-        if champion_version is not None and champion_version.version != trained_policy["version"]
+        load_policy(mlflow_registry.model_uri(champion_version))
+        if champion_version not in (None, trained_policy["version"])
         else None
     )
 
@@ -53,7 +53,7 @@ def policy_evaluation(
         "candidate": result.candidate.metrics.as_dict(),
         "baseline": result.baseline.metrics.as_dict(),
         "champion": result.champion.metrics.as_dict() if result.champion else None,
-        "champion_version": champion_version.version if champion else None,
+        "champion_version": champion_version if champion else None,
     }
     metadata: dict[str, object] = {
         "version": summary["version"],

@@ -33,12 +33,11 @@ def champion_model(
     if decision.promote:
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
     client.set_model_version_tag(name, version, "promotion_decision", decision.summary)
-    champion = mlflow_registry.champion()
     summary = {
         "candidate_version": version,
         "promoted": decision.promote,
         "reasons": decision.reasons,
-        "champion_version": champion.version if champion else None,
+        "champion_version": mlflow_registry.champion_version(),
     }
     return dg.Output(
         summary,

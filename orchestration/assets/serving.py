@@ -13,8 +13,8 @@ from training.policy_model import load_policy
 @dg.asset(group_name="serving", kinds={"duckdb", "mlflow"})
 def target_weights(warehouse: DuckDBWarehouse, mlflow_registry: MlflowRegistry):
     """Target weight per asset from ``models:/<name>@champion`` after the hard safety clamp."""
-    champion = mlflow_registry.champion()
-    if champion is None:
+    version = mlflow_registry.champion_version()
+    if version is None:
         raise dg.Failure(
             f"no model version holds the '{CHAMPION_ALIAS}' alias of "
             f"{mlflow_registry.model_name}: nothing to serve until one passes the promotion gate"
@@ -25,12 +25,12 @@ def target_weights(warehouse: DuckDBWarehouse, mlflow_registry: MlflowRegistry):
     market = load_market(warehouse.path, spec.venue, spec.timeframe, spec.feature_columns)
     decision = decide(policy, market)
     with warehouse.connect() as con:
-        rows = write_decision(con, decision, champion.version)
+        rows = write_decision(con, decision, version)
     return dg.MaterializeResult(
         metadata={
             "table": TARGET_WEIGHTS_TABLE,
             "rows": rows,
-            "model_version": champion.version,
+            "model_version": version,
             "decision_ts": str(decision.decision_ts),
             "gross_leverage": float(abs(decision.target_weights).sum()),
             "interventions": "; ".join(decision.interventions) or "none",

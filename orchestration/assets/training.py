@@ -44,7 +44,7 @@ def trained_policy(
         version = log_policy(trained.algorithm, spec, mlflow_registry.model_name)
     summary = {
         "model_name": mlflow_registry.model_name,
-        "version": version.version,
+        "version": str(version.version),
         "run_id": run.info.run_id,
         "train_end": spec.train_end,
     }

@@ -44,5 +44,10 @@ class MlflowRegistry(dg.ConfigurableResource):
         except MlflowException:
             return None
 
+    def champion_version(self) -> str | None:
+        """The champion's version number as a string, or None."""
+        champion = self.champion()
+        return str(champion.version) if champion is not None else None
+
     def model_uri(self, version: str) -> str:
         return f"models:/{self.model_name}/{version}"
