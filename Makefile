@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.perpfolio-installed
 
+# The venv's bin first on PATH, as if activated (dagster-dbt looks up `dbt` there).
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PERPFOLIO_HOME ?= $(CURDIR)/.perpfolio
 export DAGSTER_HOME ?= $(PERPFOLIO_HOME)/dagster
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
