@@ -65,7 +65,7 @@ class MarketData:
         steps = np.diff(self.timestamps.astype("datetime64[ns]").astype(np.int64))
         if np.any(steps <= 0):
             i = int(np.argmax(steps <= 0)) + 1
-            raise ValueError(f"timestamps: not strictly increasing at {self.timestamps[i]}")
+            raise ValueError(f"timestamps: not strictly increasing at {_iso(self.timestamps[i])}")
         if len(set(self.symbols)) != n:
             raise ValueError("symbols: duplicate symbols")
         for name in _PER_ASSET_FIELDS:
@@ -80,8 +80,8 @@ class MarketData:
             if bad.any():
                 i, j = (int(k[0]) for k in np.nonzero(bad))
                 raise ValueError(
-                    f"{name}: invalid value {arr[i, j]!r} for {self.symbols[j]} "
-                    f"at {self.timestamps[i]}"
+                    f"{name}: invalid value {float(arr[i, j])} for {self.symbols[j]} "
+                    f"at {_iso(self.timestamps[i])}"
                 )
         if np.any(self.high < np.maximum(self.open, self.close)) or np.any(
             self.low > np.minimum(self.open, self.close)
@@ -103,3 +103,8 @@ class MarketData:
             features=self.features[s],
             **{name: getattr(self, name)[s] for name in _PER_ASSET_FIELDS},
         )
+
+
+def _iso(timestamp: np.datetime64) -> str:
+    """A bar timestamp as ``YYYY-MM-DD HH:MM:SS`` (UTC)."""
+    return str(np.datetime_as_string(timestamp, unit="s")).replace("T", " ")

@@ -9,13 +9,12 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import set_random_seed
-from stable_baselines3.common.vec_env import DummyVecEnv
 
 from training.config import TrainConfig
-from training.env import PerpPortfolioEnv
 from training.market import MarketData
 from training.observation import FeatureNormalizer, ObservationBuilder
 from training.policy_model import ALGORITHMS
+from training.vec_env import BatchedPerpPortfolioVecEnv
 
 
 @dataclass
@@ -33,12 +32,7 @@ def train_policy(train_market: MarketData, config: TrainConfig) -> TrainedPolicy
     set_random_seed(config.seed)
     torch.set_num_threads(1)
     normalizer = FeatureNormalizer.fit(train_market.features)
-    env = DummyVecEnv(
-        [
-            (lambda: PerpPortfolioEnv(train_market, config.env, normalizer))
-            for _ in range(config.n_envs)
-        ]
-    )
+    env = BatchedPerpPortfolioVecEnv(train_market, config.env, config.n_envs, normalizer)
     env.seed(config.seed)
     kwargs: dict[str, object] = {
         "learning_rate": config.learning_rate,
@@ -61,7 +55,7 @@ def train_policy(train_market: MarketData, config: TrainConfig) -> TrainedPolicy
     algorithm.learn(total_timesteps=config.total_timesteps)
     return TrainedPolicy(
         algorithm=algorithm,
-        builder=env.envs[0].builder,
+        builder=env.sim.builder,
         config=config,
         train_seconds=time.perf_counter() - started,
     )

@@ -3,9 +3,9 @@
 import warnings
 
 import numpy as np
-from conftest import make_synthetic_market
 from stable_baselines3.common.env_checker import check_env
 
+from tests.training.conftest import make_synthetic_market
 from training.env import EnvConfig, PerpPortfolioEnv
 
 

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import make_synthetic_market
 
+from tests.training.conftest import make_synthetic_market
 from training.env import EnvConfig, PerpPortfolioEnv, RandomizationConfig
 from training.observation import FeatureNormalizer, ObservationBuilder, PortfolioState
 
@@ -149,7 +149,7 @@ def test_market_validate_names_field_symbol_and_time():
     market = make_synthetic_market(n_bars=50)
     close = market.close.copy()
     close[7, 1] = np.nan
-    with pytest.raises(ValueError, match=r"close: .*ETHUSDT.*2024-01-01T07"):
+    with pytest.raises(ValueError, match=r"close: .*ETHUSDT.*2024-01-01 07:00"):
         replace(market, close=close).validate()
     with pytest.raises(ValueError, match="volume: shape"):
         replace(market, volume=market.volume[:, :2]).validate()

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import make_flat_market, make_synthetic_market, to_market
 
+from tests.training.conftest import make_flat_market, make_synthetic_market, to_market
 from training.env import EnvConfig, PerpPortfolioEnv, RandomizationConfig
 from training.rewards import DelayedReward, PnLReward, SortinoReward
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import make_synthetic_market
 
+from tests.training.conftest import make_synthetic_market
 from training.env import EnvConfig, PerpPortfolioEnv, RandomizationConfig
 from training.vec_env import BatchedPerpPortfolioVecEnv
 
