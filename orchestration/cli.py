@@ -19,6 +19,9 @@ concurrency:
     max_concurrent_runs: 1
 """
 
+# Demo runs log warnings and errors only; the full event log is in the Dagster UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
 
 def prepare_home() -> ProjectPaths:
     """Create the project folder, point Dagster at it and turn telemetry off."""
@@ -45,7 +48,7 @@ def demo() -> int:
 
     instance = dg.DagsterInstance.get()
     retrain = defs.resolve_job_def("retraining_job").execute_in_process(
-        instance=instance, raise_on_error=False
+        instance=instance, raise_on_error=False, run_config=QUIET
     )
     materialized = [
         e.asset_key.to_user_string()
@@ -79,7 +82,7 @@ def demo() -> int:
     print(f"champion alias      @{CHAMPION_ALIAS} -> " + (f"v{champion}" if champion else "none"))
     if champion:
         serve = defs.resolve_job_def("serving_job").execute_in_process(
-            instance=instance, raise_on_error=False
+            instance=instance, raise_on_error=False, run_config=QUIET
         )
         if not serve.success:
             print("serving             FAILED")
