@@ -259,11 +259,23 @@ def write_batch(
         for table, frame in frames.items():
             if not frame.empty:
                 written[table.name] = _apply(con, table, frame)
+        if any(t is OHLCV and not f.empty for t, f in frames.items()):
+            _clear_filled_gaps(con)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     return written
+
+
+def _clear_filled_gaps(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop gap records whose bars have all arrived since (e.g. a later incremental run)."""
+    con.execute(
+        f"DELETE FROM {DATA_GAPS.qualified} g WHERE g.missing_bars <= ("
+        f"SELECT count(*) FROM {OHLCV.qualified} o WHERE o.venue = g.venue "
+        "AND o.market = g.market AND o.symbol = g.symbol AND o.timeframe = g.timeframe "
+        "AND o.ts BETWEEN g.gap_start AND g.gap_end)"
+    ).fetchall()
 
 
 def upsert(con: duckdb.DuckDBPyConnection, table: RawTable, frame: pd.DataFrame) -> int:
