@@ -45,6 +45,10 @@ class TrainConfig:
     """Discount factor."""
     net_arch: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy and value networks."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (PPO, A2C, SAC)."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient (PPO, A2C)."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """The trading environment: window, leverage, costs, margin, reward, episodes."""
 

@@ -40,12 +40,14 @@ def train_policy(train_market: MarketData, config: TrainConfig) -> TrainedPolicy
         "seed": config.seed,
         "device": "cpu",
         "verbose": 0,
-        "policy_kwargs": {"net_arch": list(config.net_arch)},
+        "policy_kwargs": {"net_arch": list(config.net_arch), "log_std_init": config.log_std_init},
     }
     if config.algorithm == "PPO":
-        kwargs.update(n_steps=config.n_steps, batch_size=config.batch_size)
+        kwargs.update(
+            n_steps=config.n_steps, batch_size=config.batch_size, ent_coef=config.ent_coef
+        )
     elif config.algorithm == "A2C":
-        kwargs.update(n_steps=max(1, config.n_steps // 32))
+        kwargs.update(n_steps=max(1, config.n_steps // 32), ent_coef=config.ent_coef)
     else:
         kwargs.update(
             batch_size=config.batch_size, learning_starts=min(1_000, config.total_timesteps // 10)
