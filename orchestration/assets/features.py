@@ -1,17 +1,42 @@
-"""Features: the dbt project (staging -> intermediate -> marts) as Dagster assets."""
+"""Features: the dbt project (staging -> intermediate -> marts) as Dagster assets.
 
+dbt data tests appear as asset checks of the models they test; the feature mart's
+materialization carries row counts per timeframe and summary statistics of its features.
+"""
+
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from orchestration.resources import DBT_PROJECT_DIR
 from orchestration.resources.warehouse import DuckDBWarehouse
 
 FEATURE_MART = dg.AssetKey(["marts", "fct_features"])
+RAW_OHLCV = dg.AssetKey(["raw", "ohlcv"])
+SUMMARY_FEATURES = (
+    "basis",
+    "basis_zscore",
+    "basis_velocity_1",
+    "log_return_1",
+    "realized_vol",
+    "volume_zscore",
+    "mark_spread",
+    "last_funding_rate",
+    "funding_zscore",
+    "order_book_imbalance",
+    "basis_dispersion_std",
+)
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
@@ -31,17 +56,108 @@ if _manifest_is_stale(dbt_project):
     dbt_project.preparer.prepare(dbt_project)
 
 
+def _produced_raw_keys() -> set[dg.AssetKey]:
+    """Raw asset keys that an ingestion asset materializes."""
+    from orchestration.assets import ingestion
+
+    return {
+        key
+        for value in vars(ingestion).values()
+        if isinstance(value, dg.AssetsDefinition)
+        for key in value.keys
+    }
+
+
 class FeatureTranslator(DagsterDbtTranslator):
-    """Every dbt model lands in the ``features`` group."""
+    """Every dbt model lands in the ``features`` group; sources map to the raw assets.
+
+    A raw table no ingestion asset materializes yet (optional tables) is attributed to
+    ``raw/ohlcv``, whose asset creates every raw table.
+    """
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        key = super().get_asset_key(dbt_resource_props)
+        if dbt_resource_props["resource_type"] == "source" and key not in _produced_raw_keys():
+            return RAW_OHLCV
+        return key
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "features"
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, dagster_dbt_translator=FeatureTranslator())
+class FeatureBuildConfig(dg.Config):
+    """Which bars to (re)build; by default every bar after the existing ones."""
+
+    window_start: str | None = None
+    """First bar open time to rebuild (e.g. a partition's start), passed to dbt as a var."""
+    window_end: str | None = None
+    """Bar open time to stop before."""
+    full_refresh: bool = False
+    """Rebuild the incremental tables from scratch (after backfills or new symbols)."""
+
+
+def dbt_build_args(config: FeatureBuildConfig) -> list[str]:
+    """The ``dbt build`` arguments for ``config``."""
+    args = ["build"]
+    window = {"window_start": config.window_start, "window_end": config.window_end}
+    window = {k: v for k, v in window.items() if v}
+    if window:
+        args += ["--vars", json.dumps(window)]
+    if config.full_refresh:
+        args.append("--full-refresh")
+    return args
+
+
+def feature_summary(warehouse: DuckDBWarehouse) -> dict[str, Any]:
+    """Row counts per timeframe and summary statistics of the main features."""
+    stats = ", ".join(
+        f"avg({c}), stddev_samp({c}), min({c}), max({c}), count({c})" for c in SUMMARY_FEATURES
+    )
+    with warehouse.connect(read_only=True) as con:
+        rows = con.execute(
+            f"SELECT timeframe, count(*), min(ts), max(ts), {stats} "
+            "FROM marts.fct_features GROUP BY timeframe ORDER BY timeframe"
+        ).fetchall()
+    metadata: dict[str, Any] = {"rows": sum(r[1] for r in rows)}
+    lines = ["| timeframe | feature | mean | std | min | max | non-null |", "|---" * 7 + "|"]
+    for row in rows:
+        timeframe, count, first, last = row[:4]
+        metadata[f"rows_{timeframe}"] = count
+        metadata[f"span_{timeframe}"] = f"{first} .. {last}"
+        for i, name in enumerate(SUMMARY_FEATURES):
+            mean, std, lo, hi, n = row[4 + 5 * i : 9 + 5 * i]
+            cells = " | ".join("" if v is None else f"{v:.4g}" for v in (mean, std, lo, hi))
+            lines.append(f"| {timeframe} | {name} | {cells} | {n / max(count, 1):.0%} |")
+    metadata["feature_summary"] = dg.MetadataValue.md("\n".join(lines))
+    return metadata
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    dagster_dbt_translator=FeatureTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
+    ),
+)
 def dbt_features(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBWarehouse
-):
+    context: dg.AssetExecutionContext,
+    config: FeatureBuildConfig,
+    dbt: DbtCliResource,
+    warehouse: DuckDBWarehouse,
+) -> Iterator[Any]:
     """Build and test the dbt models against the warehouse file."""
     os.environ["PERPFOLIO_WAREHOUSE"] = warehouse.path
-    yield from dbt.cli(["build"], context=context).stream()
+    invocation = dbt.cli(dbt_build_args(config), context=context, raise_on_error=False)
+    # dbt holds the DuckDB file until it exits: collect its events, then read the summary.
+    events = list(invocation.stream())
+    built = [
+        e
+        for e in events
+        if isinstance(e, dg.Output) and context.asset_key_for_output(e.output_name) == FEATURE_MART
+    ]
+    summary = feature_summary(warehouse) if built else {}
+    for event in events:
+        if event in built:
+            event = event.with_metadata({**event.metadata, **summary})
+        yield event
+    if not invocation.is_successful():
+        raise dg.Failure(f"dbt build failed: {invocation.get_error()}")

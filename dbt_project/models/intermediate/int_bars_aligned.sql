@@ -1,34 +1,152 @@
--- One row per (venue, symbol, perp bar): perp OHLCV beside the spot and mark closes of the same bar.
-with perp as (
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['venue', 'symbol', 'timeframe', 'ts'],
+    )
+}}
+-- One row per (venue, symbol, timeframe, bar): perp OHLCV beside the spot, mark and index closes
+-- of the same bar. Every timeframe is resampled from the finest perp bars stored per (venue,
+-- symbol), reading the other markets at that same timeframe. A bar is kept only when all its perp
+-- sub-bars exist; a spot/mark/index close only when all its sub-bars exist (else NULL), so a
+-- resampled bar never mixes in missing data.
+{%- set scan_from = scan_start(1) %}
+
+with bars as (
     select * from {{ ref('stg_market__ohlcv') }}
-    where market = 'perp' and timeframe = '{{ var("timeframe") }}'
+    where market in ('perp', 'spot', 'mark', 'index')
+    {%- if scan_from %}
+        and ts >= {{ scan_from }}
+    {%- endif %}
 ),
 
-spot as (
-    select venue, symbol, ts, close as spot_close
-    from {{ ref('stg_market__ohlcv') }}
-    where market = 'spot' and timeframe = '{{ var("timeframe") }}'
+timeframes as (
+    select
+        timeframe,
+        {{ timeframe_minutes('timeframe') }} as bar_minutes
+    from (select unnest({{ var('timeframes') }}) as timeframe)
 ),
 
-mark as (
-    select venue, symbol, ts, close as mark_close
-    from {{ ref('stg_market__ohlcv') }}
-    where market = 'mark' and timeframe = '{{ var("timeframe") }}'
+finest as (
+    select venue, symbol, min(bar_minutes) as base_minutes
+    from bars
+    where market = 'perp'
+    group by all
+),
+
+-- The finest bars, one row per (venue, symbol, bar) with every market side by side.
+base as (
+    select
+        bars.venue,
+        bars.symbol,
+        bars.ts,
+        any_value(finest.base_minutes) as base_minutes,
+        max(bars.open) filter (where bars.market = 'perp') as open,
+        max(bars.high) filter (where bars.market = 'perp') as high,
+        max(bars.low) filter (where bars.market = 'perp') as low,
+        max(bars.close) filter (where bars.market = 'perp') as close,
+        max(bars.volume) filter (where bars.market = 'perp') as volume,
+        max(bars.close) filter (where bars.market = 'spot') as spot_close,
+        max(bars.close) filter (where bars.market = 'mark') as mark_close,
+        max(bars.close) filter (where bars.market = 'index') as index_close
+    from bars
+    inner join finest
+        on bars.venue = finest.venue
+        and bars.symbol = finest.symbol
+        and bars.bar_minutes = finest.base_minutes
+    group by bars.venue, bars.symbol, bars.ts
+),
+
+coarser as (
+    select
+        base.venue,
+        base.symbol,
+        timeframes.timeframe,
+        timeframes.bar_minutes,
+        timeframes.bar_minutes // base.base_minutes as sub_bars,
+        time_bucket(to_minutes(timeframes.bar_minutes), base.ts) as ts,
+        base.ts as base_ts,
+        base.open,
+        base.high,
+        base.low,
+        base.close,
+        base.volume,
+        base.spot_close,
+        base.mark_close,
+        base.index_close
+    from base
+    inner join timeframes
+        on timeframes.bar_minutes > base.base_minutes
+        and timeframes.bar_minutes % base.base_minutes = 0
+),
+
+resampled as (
+    select
+        venue,
+        symbol,
+        timeframe,
+        ts,
+        any_value(bar_minutes) as bar_minutes,
+        arg_min(open, base_ts) filter (where close is not null) as open,
+        max(high) as high,
+        min(low) as low,
+        arg_max(close, base_ts) filter (where close is not null) as close,
+        sum(volume) as volume,
+        count(close) = any_value(sub_bars) as perp_complete,
+        case when count(spot_close) = any_value(sub_bars)
+            then arg_max(spot_close, base_ts) end as spot_close,
+        case when count(mark_close) = any_value(sub_bars)
+            then arg_max(mark_close, base_ts) end as mark_close,
+        case when count(index_close) = any_value(sub_bars)
+            then arg_max(index_close, base_ts) end as index_close
+    from coarser
+    group by venue, symbol, timeframe, ts
+),
+
+all_timeframes as (
+    select
+        base.venue,
+        base.symbol,
+        timeframes.timeframe,
+        base.ts,
+        base.base_minutes as bar_minutes,
+        base.open,
+        base.high,
+        base.low,
+        base.close,
+        base.volume,
+        base.close is not null as perp_complete,
+        base.spot_close,
+        base.mark_close,
+        base.index_close
+    from base
+    inner join timeframes on timeframes.bar_minutes = base.base_minutes
+    union all
+    select * from resampled
+),
+
+watermarks as (
+    {{ watermarks() }}
 )
 
 select
-    perp.venue,
-    perp.symbol,
-    perp.timeframe,
-    perp.ts,
-    perp.close_ts,
-    perp.open,
-    perp.high,
-    perp.low,
-    perp.close,
-    perp.volume,
-    spot.spot_close,
-    mark.mark_close
-from perp
-left join spot using (venue, symbol, ts)
-left join mark using (venue, symbol, ts)
+    all_timeframes.venue,
+    all_timeframes.symbol,
+    all_timeframes.timeframe,
+    all_timeframes.ts,
+    all_timeframes.ts + to_minutes(all_timeframes.bar_minutes) as close_ts,
+    all_timeframes.open,
+    all_timeframes.high,
+    all_timeframes.low,
+    all_timeframes.close,
+    all_timeframes.volume,
+    all_timeframes.spot_close,
+    all_timeframes.mark_close,
+    all_timeframes.index_close
+from all_timeframes
+left join watermarks
+    on all_timeframes.venue = watermarks.venue
+    and all_timeframes.symbol = watermarks.symbol
+    and all_timeframes.timeframe = watermarks.timeframe
+where all_timeframes.perp_complete
+    and {{ bars_to_write('all_timeframes.ts') }}

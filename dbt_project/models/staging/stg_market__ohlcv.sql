@@ -1,23 +1,25 @@
+-- Bars of every venue, market and timeframe, with their length and close time.
 with source as (
     select * from {{ source('raw', 'ohlcv') }}
+),
+
+renamed as (
+    select
+        venue,
+        market,
+        symbol,
+        timeframe,
+        {{ timeframe_minutes('timeframe') }} as bar_minutes,
+        ts,
+        open,
+        high,
+        low,
+        close,
+        volume
+    from source
 )
 
 select
-    venue,
-    market,
-    symbol,
-    timeframe,
-    ts,
-    ts + (case timeframe
-        when '1h' then interval 1 hour
-        when '1d' then interval 1 day
-        when '30m' then interval 30 minute
-        when '10m' then interval 10 minute
-        when '5m' then interval 5 minute
-    end) as close_ts,
-    open,
-    high,
-    low,
-    close,
-    volume
-from source
+    *,
+    ts + to_minutes(bar_minutes) as close_ts
+from renamed
