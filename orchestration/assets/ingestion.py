@@ -1,42 +1,97 @@
-"""Ingestion: market data from the configured source into the raw DuckDB tables."""
+"""Ingestion: market data from the configured source into the raw DuckDB tables.
+
+``raw_market_data`` is daily-partitioned (single-run backfills over partition ranges):
+
+* with a partition key or range, it writes exactly that UTC window (a backfill);
+* without one (``retraining_job`` in process, the hourly schedule, ``make demo``) it writes the
+  source's whole configured window - for ccxt sources incrementally, each series resuming after
+  its last stored bar.
+
+Either way the write is one DuckDB transaction over all five tables (all or nothing) and an
+upsert (a re-run changes nothing). Each output reports rows written, first/last timestamp of the
+batch and gaps found; gaps are recorded in ``raw.data_gaps``, never filled.
+"""
 
 import dagster as dg
+import pandas as pd
 
-from orchestration.ingestion.warehouse import FUNDING_RATES, OHLCV, ensure_raw_schema, upsert
-from orchestration.resources.market_source import SyntheticMarketSource
+from orchestration.ingestion.ccxt_source import resume_points
+from orchestration.ingestion.warehouse import (
+    DATA_GAPS,
+    FUNDING_RATES,
+    OHLCV,
+    OPEN_INTEREST,
+    ORDER_BOOK_SNAPSHOTS,
+    ensure_raw_schema,
+    write_batch,
+)
+from orchestration.resources.market_source import MarketSource
 from orchestration.resources.warehouse import DuckDBWarehouse
 
 RAW_OHLCV = dg.AssetKey(["raw", "ohlcv"])
 RAW_FUNDING = dg.AssetKey(["raw", "funding_rates"])
+RAW_OPEN_INTEREST = dg.AssetKey(["raw", "open_interest"])
+RAW_ORDER_BOOKS = dg.AssetKey(["raw", "order_book_snapshots"])
+RAW_DATA_GAPS = dg.AssetKey(["raw", "data_gaps"])
+
+DAILY = dg.DailyPartitionsDefinition(start_date="2020-01-01", timezone="UTC")
+
+_OUTPUTS = (
+    (RAW_OHLCV, OHLCV, "ts", "Perp, spot, mark and index bars."),
+    (RAW_FUNDING, FUNDING_RATES, "ts", "Funding settlements (ts = settlement time)."),
+    (RAW_OPEN_INTEREST, OPEN_INTEREST, "ts", "Open interest per bar."),
+    (RAW_ORDER_BOOKS, ORDER_BOOK_SNAPSHOTS, "ts", "Top-N order-book snapshots."),
+    (RAW_DATA_GAPS, DATA_GAPS, "gap_start", "Missing bars found while ingesting."),
+)
 
 
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec(RAW_OHLCV, description="Perp, spot and mark bars.", kinds={"duckdb"}),
-        dg.AssetSpec(RAW_FUNDING, description="Funding settlements.", kinds={"duckdb"}),
-    ],
+    specs=[dg.AssetSpec(key, description=desc, kinds={"duckdb"}) for key, _, _, desc in _OUTPUTS],
     group_name="ingestion",
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def raw_market_data(market_source: SyntheticMarketSource, warehouse: DuckDBWarehouse):
-    """Fetch the market from the source and upsert it (re-runs change no row counts)."""
-    market = market_source.fetch()
+def raw_market_data(
+    context: dg.AssetExecutionContext, market_source: MarketSource, warehouse: DuckDBWarehouse
+):
+    """Fetch from the market source and upsert all raw tables in one transaction."""
+    partitioned = context.has_partition_key or context.has_partition_key_range
     with warehouse.connect() as con:
         ensure_raw_schema(con)
-        for key, table, frame in (
-            (RAW_OHLCV, OHLCV, market.ohlcv),
-            (RAW_FUNDING, FUNDING_RATES, market.funding_rates),
-        ):
-            written = upsert(con, table, frame)
-            total, first, last = con.execute(
-                f"SELECT count(*), min(ts), max(ts) FROM {table.qualified}"
-            ).fetchall()[0]
-            yield dg.MaterializeResult(
-                asset_key=key,
-                metadata={
-                    "rows_written": written,
-                    "rows_total": total,
-                    "first_ts": str(first),
-                    "last_ts": str(last),
-                    "symbols": ", ".join(sorted(frame["symbol"].unique())),
-                },
-            )
+        if partitioned:
+            window = context.partition_time_window
+            start = pd.Timestamp(window.start).tz_convert(None)
+            end = pd.Timestamp(window.end).tz_convert(None)
+            frames = market_source.fetch(start, end)
+            mode = f"window {start} .. {end}"
+        else:
+            if market_source.incremental:
+                frames = market_source.fetch(
+                    resume=resume_points(con, market_source.timeframe_name)
+                )
+            else:
+                frames = market_source.fetch()
+            mode = "incremental" if market_source.incremental else "whole configured window"
+        written = write_batch(con, frames.tables(), source=type(market_source).__name__)
+        totals = {
+            table.name: con.execute(f"SELECT count(*) FROM {table.qualified}").fetchall()[0][0]
+            for _, table, _, _ in _OUTPUTS
+        }
+    context.log.info(f"ingested ({mode}): {written}")
+    gaps = frames.data_gaps
+    for key, table, ts_col, _ in _OUTPUTS:
+        frame = getattr(frames, table.name)
+        meta = {
+            "mode": mode,
+            "rows_written": written[table.name],
+            "rows_in_batch": len(frame),
+            "rows_total": totals[table.name],
+            "first_ts": str(frame[ts_col].min()) if len(frame) else "",
+            "last_ts": str(frame[ts_col].max()) if len(frame) else "",
+            **market_source.describe(),
+        }
+        if table is OHLCV:
+            meta["gaps_found"] = len(gaps)
+            meta["missing_bars"] = int(gaps["missing_bars"].sum()) if len(gaps) else 0
+            meta["symbols"] = ", ".join(sorted(frame["symbol"].unique()))
+        yield dg.MaterializeResult(asset_key=key, metadata=meta)

@@ -49,6 +49,8 @@ class MarketFrames:
         """Rows whose time (``ts``, or ``gap_start`` for gaps) lies in [start, end)."""
 
         def cut(frame: pd.DataFrame, col: str) -> pd.DataFrame:
+            if frame.empty:
+                return frame
             keep = pd.Series(True, index=frame.index)
             if start is not None:
                 keep &= frame[col] >= start

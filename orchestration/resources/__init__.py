@@ -54,7 +54,7 @@ def build_resources(environment: str | None = None) -> dict[str, object]:
     if environment == "test":
         return {
             **shared,
-            "market_source": SyntheticMarketSource(n_symbols=5, n_bars=24 * 60, seed=7),
+            "market_source": SyntheticMarketSource.for_environment("test"),
             "training": TrainingSettings(
                 total_timesteps=1_024, n_envs=2, n_steps=128, batch_size=128, episode_length=128
             ),
@@ -62,7 +62,7 @@ def build_resources(environment: str | None = None) -> dict[str, object]:
         }
     return {
         **shared,
-        "market_source": SyntheticMarketSource(),
+        "market_source": SyntheticMarketSource.for_environment("local"),
         "training": TrainingSettings(),
         "promotion_gate": PromotionGateSettings(),
     }
