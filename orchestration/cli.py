@@ -148,6 +148,32 @@ def ui(dagster_port: int, mlflow_port: int) -> int:
         mlflow_proc.terminate()
 
 
+def import_data(kind: str, path: str, venue: str) -> int:
+    """Import a freqtrade or Binance bulk-data directory into the warehouse (one transaction)."""
+    paths = prepare_home()
+    import duckdb
+
+    from orchestration.ingestion.importers import import_directory
+    from orchestration.ingestion.warehouse import DataValidationError, row_counts
+
+    started = time.perf_counter()
+    try:
+        with duckdb.connect(str(paths.warehouse)) as con:
+            report = import_directory(con, kind, path, venue=venue)
+            totals = row_counts(con)
+    except (DataValidationError, FileNotFoundError) as err:
+        print(f"import failed, nothing written: {err}", file=sys.stderr)
+        return 1
+    print(f"imported {report.files} {kind} files from {path} as venue {venue!r}")
+    print(f"rows written        {report.rows_written}")
+    print(f"gaps recorded       {report.gaps}")
+    for skipped in report.skipped:
+        print(f"skipped             {skipped}")
+    print(f"warehouse rows      {totals} in {paths.warehouse}")
+    print(f"elapsed             {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="perpfolio", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -155,9 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     ui_parser = commands.add_parser("ui", help="start the Dagster and MLflow UIs")
     ui_parser.add_argument("--dagster-port", type=int, default=3000)
     ui_parser.add_argument("--mlflow-port", type=int, default=5000)
+    import_parser = commands.add_parser("import", help="import market-data files")
+    import_parser.add_argument("kind", choices=["freqtrade", "binance-bulk"])
+    import_parser.add_argument("path", help="the data directory (searched recursively)")
+    import_parser.add_argument("--venue", default="binance", help="venue name to store")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo()
+    if args.command == "import":
+        return import_data(args.kind, args.path, args.venue)
     return ui(args.dagster_port, args.mlflow_port)
 
 

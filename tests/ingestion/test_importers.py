@@ -164,3 +164,17 @@ def test_binance_bulk_wrong_column_count_names_the_file(tmp_path, con):
         DataValidationError, match=r"BTCUSDT-1h-2026-01-01.csv.*expected 12 columns"
     ):
         import_directory(con, "binance-bulk", tmp_path)
+
+
+def test_cli_import_command(tmp_path, sample_dir, monkeypatch, capsys):
+    from orchestration.cli import main
+
+    monkeypatch.setenv("PERPFOLIO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+    assert main(["import", "freqtrade", str(sample_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "rows written" in out and "'ohlcv': 41064" in out
+    bad = tmp_path / "bad"
+    write_freqtrade(bad / "XYZ_USDT-1h.feather", sample_frame().drop(columns="volume"))
+    assert main(["import", "freqtrade", str(bad)]) == 1
+    assert "XYZ_USDT-1h.feather" in capsys.readouterr().err
