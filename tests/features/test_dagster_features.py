@@ -1,0 +1,105 @@
+"""Through Dagster: dbt tests are asset checks, the mart reports statistics, raw checks block."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from orchestration.assets.features import (
+    FEATURE_MART,
+    FeatureBuildConfig,
+    dbt_build_args,
+    dbt_features,
+)
+from orchestration.assets.training import trained_policy
+from orchestration.checks import QUALITY_CHECKS, RAW_FUNDING, RAW_OHLCV
+from orchestration.resources import build_resources
+from orchestration.resources.warehouse import DuckDBWarehouse
+from tests.features.conftest import synthetic_raw, write_raw
+
+pytestmark = pytest.mark.slow
+
+
+def _definitions(frames: dict) -> dg.Definitions:
+    """The feature and training assets behind a raw asset that writes ``frames``."""
+
+    @dg.multi_asset(
+        specs=[dg.AssetSpec(RAW_OHLCV), dg.AssetSpec(RAW_FUNDING)], group_name="ingestion"
+    )
+    def raw_market_data(warehouse: DuckDBWarehouse):
+        write_raw(Path(warehouse.path), frames)
+        yield dg.MaterializeResult(asset_key=RAW_OHLCV)
+        yield dg.MaterializeResult(asset_key=RAW_FUNDING)
+
+    return dg.Definitions(
+        assets=[raw_market_data, dbt_features, trained_policy],
+        asset_checks=QUALITY_CHECKS,
+        resources=build_resources("test"),
+        executor=dg.in_process_executor,
+    )
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERPFOLIO_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_dbt_build_args_pass_the_window_as_vars():
+    config = FeatureBuildConfig(window_start="2024-01-02", full_refresh=True)
+    assert dbt_build_args(config) == [
+        "build",
+        "--vars",
+        '{"window_start": "2024-01-02"}',
+        "--full-refresh",
+    ]
+
+
+def test_features_materialize_with_statistics_and_passing_checks(home):
+    frames = synthetic_raw(n_symbols=2, days=10, venues=("synthetic",))
+    defs = _definitions(frames)
+    graph = defs.resolve_asset_graph()
+    dbt_check = dg.AssetCheckKey(
+        FEATURE_MART, "unique_key_columns_fct_features_venue__symbol__timeframe__ts"
+    )
+    assert dbt_check in graph.asset_check_keys
+    selection = dg.AssetSelection.groups("ingestion", "features")
+    job = dg.define_asset_job("features", selection=selection).resolve(asset_graph=graph)
+    result = job.execute_in_process(resources=defs.resources)
+    assert result.success
+    [mart] = [
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == FEATURE_MART
+    ]
+    assert mart.metadata["rows_1h"].value == 2 * 240 and mart.metadata["rows_1d"].value == 20
+    assert "basis_zscore" in mart.metadata["feature_summary"].value
+    checks = {c.asset_check_key.name: c for c in result.get_asset_check_evaluations()}
+    assert checks["unique_key_columns_fct_features_venue__symbol__timeframe__ts"].passed
+    for name in ("raw_ohlcv", "raw_funding", "feature_mart"):
+        check = checks[f"{name}_expectations_check"]
+        assert check.passed
+        report = Path(check.metadata["report"].value)
+        assert report.is_file() and "passed" in report.read_text()
+
+
+def test_a_failing_raw_check_stops_features_and_training(home):
+    frames = synthetic_raw(n_symbols=2, days=10, venues=("synthetic",))
+    funding = frames["funding_rates"]
+    funding.loc[
+        (funding.symbol == "BTC") & (funding.ts == pd.Timestamp("2024-01-05 16:00")), "funding_rate"
+    ] = 0.05
+    defs = _definitions(frames)
+    job = dg.define_asset_job("all", selection=dg.AssetSelection.all()).resolve(
+        asset_graph=defs.resolve_asset_graph()
+    )
+    result = job.execute_in_process(resources=defs.resources, raise_on_error=False)
+    checks = {c.asset_check_key.name: c for c in result.get_asset_check_evaluations()}
+    failed = checks["raw_funding_expectations_check"]
+    assert not failed.passed
+    assert "funding_rate_8h" in failed.description
+    assert "symbol=BTC, ts=2024-01-05 16:00:00" in failed.description
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert RAW_FUNDING in materialized
+    assert FEATURE_MART not in materialized and dg.AssetKey("trained_policy") not in materialized
