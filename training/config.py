@@ -45,12 +45,14 @@ class TrainConfig:
     """Discount factor."""
     net_arch: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy and value networks."""
-    log_std_init: float = 0.0
-    """Initial log standard deviation of the Gaussian policy (PPO, A2C, SAC)."""
+    log_std_init: float = -2.0
+    """Initial log std of the Gaussian policy (PPO, A2C, SAC); -2 gives std 0.14 in action
+    units, where SB3's default 0 (std 1, then clipped to [-1, 1]) trains a churning policy."""
     ent_coef: float = 0.0
     """Entropy bonus coefficient (PPO, A2C)."""
-    env: EnvConfig = field(default_factory=EnvConfig)
-    """The trading environment: window, leverage, costs, margin, reward, episodes."""
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(max_leverage=1.0, no_trade_band=0.1))
+    """The trading environment: window, leverage, costs, margin, reward, episodes. Training
+    defaults to 1x per asset and a 10% no-trade band (see README, "Results, honestly")."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in ("PPO", "A2C", "SAC"):

@@ -14,7 +14,7 @@ class TrainingSettings(dg.ConfigurableResource):
     """Budget and shape of a training run (the rest of ``TrainConfig`` keeps its defaults)."""
 
     algorithm: str = "PPO"
-    total_timesteps: int = 30_000
+    total_timesteps: int = 100_000
     seed: int = 0
     n_envs: int = 4
     n_steps: int = 256
