@@ -1,0 +1,271 @@
+"""Speed of the dbt feature build against a straightforward pandas implementation.
+
+Builds a synthetic raw warehouse (18 symbols x 4 years by default), then times: the full dbt
+build (every timeframe, dbt's own start-up included), the same features in pandas, and an
+incremental dbt refresh after one new day. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/bench_features.py --timeframe 1h
+    .venv/bin/python bench/bench_features.py --timeframe 10m
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orchestration.ingestion.warehouse import ensure_raw_schema  # noqa: E402
+from orchestration.resources import DBT_PROJECT_DIR, dbt_executable  # noqa: E402
+
+BAR_MINUTES = {"10m": 10, "30m": 30, "1h": 60, "1d": 1440}
+TIMEFRAMES = ("10m", "30m", "1h", "1d")
+Z_WINDOW, VOL_WINDOW, VOLUME_WINDOW, FUNDING_WINDOW = 24, 24, 24, 21
+HORIZONS, VELOCITY_LAGS = (1, 4, 24), (1, 24)
+
+
+def synthetic_raw(n_symbols: int, days: int, timeframe: str, seed: int = 0) -> dict:
+    """Perp, spot and mark bars and 8h funding: random walks with a mean-reverting basis."""
+    rng = np.random.default_rng(seed)
+    minutes = BAR_MINUTES[timeframe]
+    n = days * 1440 // minutes
+    ts = pd.date_range("2021-01-01", periods=n, freq=f"{minutes}min")
+    frames, funding = [], []
+    for k in range(n_symbols):
+        symbol = f"S{k:02d}"
+        close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.004, n)))
+        open_ = np.concatenate([[100.0], close[:-1]])
+        basis = np.zeros(n)
+        noise = rng.normal(0, 0.0002, n)
+        for i in range(1, n):  # AR(1) basis
+            basis[i] = 0.98 * basis[i - 1] + noise[i]
+        spread = np.abs(rng.normal(0, 0.002, n))
+        volume = np.exp(rng.normal(10, 0.5, n))
+        for market, scale, vol in (
+            ("perp", 1.0, volume),
+            ("spot", 1.0 / (1.0 + basis), volume * 1.5),
+            ("mark", 1.0 + rng.normal(0, 5e-5, n), np.full(n, np.nan)),
+        ):
+            c, o = close * scale, open_ * scale
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "venue": "bench",
+                        "market": market,
+                        "symbol": symbol,
+                        "timeframe": timeframe,
+                        "ts": ts,
+                        "open": o,
+                        "high": np.maximum(o, c) * (1 + spread),
+                        "low": np.minimum(o, c) * (1 - spread),
+                        "close": c,
+                        "volume": vol,
+                    }
+                )
+            )
+        settle = pd.date_range(
+            "2021-01-01 08:00", ts[-1] + pd.Timedelta(minutes=minutes), freq="8h"
+        )
+        funding.append(
+            pd.DataFrame(
+                {
+                    "venue": "bench",
+                    "symbol": symbol,
+                    "ts": settle,
+                    "funding_rate": np.clip(rng.normal(1e-4, 2e-4, len(settle)), -0.003, 0.003),
+                    "interval_hours": 8,
+                }
+            )
+        )
+    return {"ohlcv": pd.concat(frames, ignore_index=True), "funding": pd.concat(funding)}
+
+
+def insert_raw(path: Path, ohlcv: pd.DataFrame, funding: pd.DataFrame) -> None:
+    with duckdb.connect(str(path)) as con:
+        ensure_raw_schema(con)
+        for table, frame in (("ohlcv", ohlcv), ("funding_rates", funding)):
+            con.register("frame", frame)
+            con.execute(
+                f"INSERT INTO raw.{table} BY NAME SELECT *, now()::TIMESTAMP AS ingested_at "
+                "FROM frame"
+            )
+            con.unregister("frame")
+
+
+def run_dbt(path: Path, *args: str) -> float:
+    """Seconds of ``dbt <args>`` on the warehouse (process start-up included)."""
+    env = {
+        **os.environ,
+        "PERPFOLIO_WAREHOUSE": str(path),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    }
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            dbt_executable(),
+            *args,
+            "--profiles-dir",
+            DBT_PROJECT_DIR,
+            "--project-dir",
+            DBT_PROJECT_DIR,
+        ],
+        env=env,
+        cwd=DBT_PROJECT_DIR,
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - started
+
+
+def pandas_features(ohlcv: pd.DataFrame, funding: pd.DataFrame, base: str) -> pd.DataFrame:
+    """The mart's features, straightforwardly in pandas (groupby, resample, rolling, merge_asof)."""
+    wide = ohlcv.pivot_table(
+        index=["venue", "symbol", "ts"],
+        columns="market",
+        values=["open", "high", "low", "close", "volume"],
+    )
+    bars = pd.DataFrame(
+        {
+            "open": wide[("open", "perp")],
+            "high": wide[("high", "perp")],
+            "low": wide[("low", "perp")],
+            "close": wide[("close", "perp")],
+            "volume": wide[("volume", "perp")],
+            "spot_close": wide[("close", "spot")],
+            "mark_close": wide[("close", "mark")],
+        }
+    ).reset_index()
+    funding = funding.sort_values(["venue", "symbol", "ts"]).reset_index(drop=True)
+    froll = funding.groupby(["venue", "symbol"]).funding_rate.rolling(FUNDING_WINDOW)
+    fmean = froll.mean().reset_index(level=[0, 1], drop=True)
+    fstd = froll.std().reset_index(level=[0, 1], drop=True)
+    funding["funding_zscore"] = (funding.funding_rate - fmean) / fstd
+    marts = []
+    for timeframe in TIMEFRAMES:
+        minutes = BAR_MINUTES[timeframe]
+        if minutes < BAR_MINUTES[base]:
+            continue
+        if minutes == BAR_MINUTES[base]:
+            tf = bars.copy()
+        else:
+            bucket = bars.ts.dt.floor(f"{minutes}min")
+            grouped = bars.assign(bucket=bucket).groupby(["venue", "symbol", "bucket"])
+            tf = (
+                grouped.agg(
+                    open=("open", "first"),
+                    high=("high", "max"),
+                    low=("low", "min"),
+                    close=("close", "last"),
+                    volume=("volume", "sum"),
+                    spot_close=("spot_close", "last"),
+                    mark_close=("mark_close", "last"),
+                    n=("close", "count"),
+                )
+                .reset_index()
+                .rename(columns={"bucket": "ts"})
+            )
+            tf = tf[tf.n == minutes // BAR_MINUTES[base]].drop(columns="n")
+        tf["timeframe"] = timeframe
+        tf["close_ts"] = tf.ts + pd.Timedelta(minutes=minutes)
+        tf = tf.sort_values(["venue", "symbol", "ts"]).reset_index(drop=True)
+        g = tf.groupby(["venue", "symbol"])
+        tf["basis"] = (tf.close - tf.spot_close) / tf.spot_close
+        tf["mark_spread"] = (tf.mark_close - tf.close) / tf.close
+        for h in HORIZONS:
+            tf[f"log_return_{h}"] = np.log(tf.close / g.close.shift(h))
+        for n in VELOCITY_LAGS:
+            tf[f"basis_velocity_{n}"] = tf.basis - g.basis.shift(n)
+        roll = g.basis.rolling(Z_WINDOW)
+        mean = roll.mean().reset_index(level=[0, 1], drop=True)
+        std = roll.std().reset_index(level=[0, 1], drop=True)
+        tf["basis_zscore"] = (tf.basis - mean) / std
+        tf["log_volume"] = np.log(tf.volume)
+        vroll = tf.groupby(["venue", "symbol"]).log_volume.rolling(VOLUME_WINDOW)
+        vmean = vroll.mean().reset_index(level=[0, 1], drop=True)
+        vstd = vroll.std().reset_index(level=[0, 1], drop=True)
+        tf["volume_zscore"] = (tf.log_volume - vmean) / vstd
+        squared = (tf.log_return_1**2).groupby([tf.venue, tf.symbol]).rolling(VOL_WINDOW).mean()
+        tf["realized_vol"] = np.sqrt(squared.reset_index(level=[0, 1], drop=True))
+        tf = pd.merge_asof(
+            tf.sort_values("close_ts"),
+            funding.rename(columns={"ts": "settled_at"}).sort_values("settled_at"),
+            left_on="close_ts",
+            right_on="settled_at",
+            by=["venue", "symbol"],
+        )
+        settled_bar = funding.assign(
+            ts=(funding.ts - pd.Timedelta(microseconds=1)).dt.floor(f"{minutes}min")
+        )
+        paid = (
+            settled_bar.groupby(["venue", "symbol", "ts"])
+            .funding_rate.sum()
+            .rename("funding_rate_settled")
+        )
+        tf = tf.merge(paid.reset_index(), on=["venue", "symbol", "ts"], how="left")
+        tf["funding_rate_settled"] = tf.funding_rate_settled.fillna(0.0)
+        rate_8h = tf.funding_rate * 8 / tf.interval_hours
+        tf["funding_carry_annualized"] = tf.funding_rate * 24 * 365 / tf.interval_hours
+        close_minute = (tf.close_ts - pd.Timestamp("1970-01-01")) // pd.Timedelta(minutes=1)
+        tf["hours_to_funding"] = (
+            tf.interval_hours * 60 - close_minute % (tf.interval_hours * 60)
+        ) / 60
+        tf["regime"] = np.select(
+            [(tf.basis > 0.0005) & (rate_8h >= 0.0001), (tf.basis < -0.0005) & (rate_8h < 0)],
+            ["contango_high_funding", "backwardation_negative_funding"],
+            "flat",
+        )
+        dispersion = tf.groupby(["symbol", "ts"]).basis.agg(["std", "max", "min", "count"])
+        tf = tf.merge(dispersion.reset_index(), on=["symbol", "ts"], how="left")
+        marts.append(tf)
+    return pd.concat(marts, ignore_index=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timeframe", choices=["10m", "1h"], default="1h")
+    parser.add_argument("--symbols", type=int, default=18)
+    parser.add_argument("--days", type=int, default=4 * 365)
+    args = parser.parse_args()
+    raw = synthetic_raw(args.symbols, args.days, args.timeframe)
+    ohlcv, funding = raw["ohlcv"], raw["funding"]
+    last_day = ohlcv.ts.max().normalize()
+    per_table = len(ohlcv) // 3
+    shape = f"{args.symbols} symbols x {args.days} days of {args.timeframe} bars"
+    print(f"{shape}: {per_table:,} rows per market")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.duckdb"
+        insert_raw(path, ohlcv[ohlcv.ts < last_day], funding[funding.ts <= last_day])
+        full = run_dbt(path, "build", "--full-refresh")
+        peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+        insert_raw(path, ohlcv[ohlcv.ts >= last_day], funding[funding.ts > last_day])
+        incremental = run_dbt(path, "build")
+        with duckdb.connect(str(path)) as con:  # the same new day again, models only
+            for table in ("intermediate.int_bars_aligned", "marts.fct_features"):
+                con.execute(f"DELETE FROM {table} WHERE ts >= ?", [last_day])
+        incremental_run = run_dbt(path, "run")
+        with duckdb.connect(str(path), read_only=True) as con:
+            rows = con.execute("SELECT count(*) FROM marts.fct_features").fetchall()[0][0]
+    started = time.perf_counter()
+    reference = pandas_features(ohlcv, funding, args.timeframe)
+    pandas_seconds = time.perf_counter() - started
+    print(
+        f"dbt build, every timeframe: {full:6.1f} s  ({rows:,} mart rows, peak {peak_gib:.2f} GiB)"
+    )
+    print(f"pandas, same features:      {pandas_seconds:6.1f} s  ({len(reference):,} rows)")
+    print(f"pandas / dbt:               {pandas_seconds / full:6.2f}x")
+    print(f"incremental +1 day: dbt build {incremental:.1f} s, dbt run {incremental_run:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
