@@ -8,7 +8,7 @@ from orchestration.assets.ingestion import raw_market_data
 from orchestration.assets.promotion import champion_model
 from orchestration.assets.serving import target_weights
 from orchestration.assets.training import trained_policy
-from orchestration.checks import feature_mart_expectations_check
+from orchestration.checks import QUALITY_CHECKS
 from orchestration.jobs import ingest_features_job, retraining_job, serving_job
 from orchestration.resources import build_resources
 from orchestration.schedules import hourly_ingestion_schedule, weekly_retraining_schedule
@@ -22,7 +22,6 @@ ASSETS = [
     champion_model,
     target_weights,
 ]
-ASSET_CHECKS = [feature_mart_expectations_check]
 JOBS = [ingest_features_job, retraining_job, serving_job]
 
 
@@ -35,7 +34,7 @@ def build_definitions(
     """
     return dg.Definitions(
         assets=ASSETS,
-        asset_checks=ASSET_CHECKS,
+        asset_checks=QUALITY_CHECKS,
         jobs=JOBS,
         schedules=[hourly_ingestion_schedule, weekly_retraining_schedule],
         sensors=[new_champion_sensor],

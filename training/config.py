@@ -9,9 +9,15 @@ from training.env import EnvConfig
 DEFAULT_FEATURES = (
     "basis",
     "basis_zscore",
+    "basis_velocity_1",
     "log_return_1",
-    "last_funding_rate",
-    "hours_to_funding",
+    "log_return_24",
+    "realized_vol",
+    "volume_zscore",
+    "last_funding_rate_8h",
+    "funding_zscore",
+    "funding_interval_remaining",
+    "regime_code",
 )
 
 

@@ -4,7 +4,7 @@ import dagster as dg
 import mlflow
 
 from orchestration.assets.features import FEATURE_MART
-from orchestration.resources.market_source import SyntheticMarketSource
+from orchestration.resources.market_source import MarketSource
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.settings import TrainingSettings
 from orchestration.resources.warehouse import DuckDBWarehouse
@@ -17,7 +17,7 @@ from training.train import train_end_timestamp, train_policy
 def trained_policy(
     context: dg.AssetExecutionContext,
     warehouse: DuckDBWarehouse,
-    market_source: SyntheticMarketSource,
+    market_source: MarketSource,
     training: TrainingSettings,
     mlflow_registry: MlflowRegistry,
 ) -> dg.Output[dict]:

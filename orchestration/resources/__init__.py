@@ -8,7 +8,7 @@ import sys
 
 from dagster_dbt import DbtCliResource
 
-from orchestration.resources.market_source import SyntheticMarketSource
+from orchestration.resources.market_source import market_source_for
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.settings import PromotionGateSettings, TrainingSettings
 from orchestration.resources.warehouse import DuckDBWarehouse
@@ -54,7 +54,7 @@ def build_resources(environment: str | None = None) -> dict[str, object]:
     if environment == "test":
         return {
             **shared,
-            "market_source": SyntheticMarketSource.for_environment("test"),
+            "market_source": market_source_for("test"),
             "training": TrainingSettings(
                 total_timesteps=1_024, n_envs=2, n_steps=128, batch_size=128, episode_length=128
             ),
@@ -62,7 +62,7 @@ def build_resources(environment: str | None = None) -> dict[str, object]:
         }
     return {
         **shared,
-        "market_source": SyntheticMarketSource.for_environment("local"),
+        "market_source": market_source_for("local"),
         "training": TrainingSettings(),
         "promotion_gate": PromotionGateSettings(),
     }

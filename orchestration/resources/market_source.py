@@ -68,11 +68,6 @@ class MarketSource(dg.ConfigurableResource):
         """Safe-to-publish description (no secrets) for Dagster metadata."""
         return {"source": type(self).__name__}
 
-    @staticmethod
-    def for_environment(environment: str) -> MarketSource:
-        """``market_source_for(environment)`` (reachable from any source class)."""
-        return market_source_for(environment)
-
 
 class SyntheticMarketSource(MarketSource):
     """The embedded default: a seeded synthetic market of USDT perpetuals.

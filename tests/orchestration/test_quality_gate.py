@@ -17,8 +17,8 @@ BAD_BAR = pd.Timestamp("2024-01-10 05:00")
 class SpotCrashSource(SyntheticMarketSource):
     """The synthetic market with one spot bar at two thirds of its price: a basis of +50%."""
 
-    def fetch(self):
-        market = super().fetch()
+    def fetch(self, start=None, end=None, resume=None):
+        market = super().fetch(start, end, resume)
         ohlcv = market.ohlcv.copy()
         row = (
             (ohlcv["market"] == "spot") & (ohlcv["symbol"] == BAD_SYMBOL) & (ohlcv["ts"] == BAD_BAR)
