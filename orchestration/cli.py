@@ -59,9 +59,12 @@ def demo() -> int:
     print(f"project folder      {paths.home}")
     print(f"retraining run      {retrain.run_id} ({'ok' if retrain.success else 'FAILED'})")
     print(f"assets materialized {len(materialized)}: {', '.join(materialized)}")
-    for check in retrain.get_asset_check_evaluations():
-        status = "passed" if check.passed else "FAILED"
-        print(f"quality check       {check.asset_check_key.to_user_string()}: {status}")
+    checks = retrain.get_asset_check_evaluations()
+    failed_checks = [c for c in checks if not c.passed]
+    passed = len(checks) - len(failed_checks)
+    print(f"quality checks      {passed} passed, {len(failed_checks)} failed")
+    for check in failed_checks:
+        print(f"  FAILED            {check.asset_check_key.to_user_string()}: {check.description}")
     if not retrain.success:
         failed = [e.step_key for e in retrain.get_step_failure_events()]
         print(f"failed steps        {failed}")

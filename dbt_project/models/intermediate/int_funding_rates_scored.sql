@@ -28,6 +28,6 @@ select
     funding_rate * (24.0 * 365.0) / interval_hours as funding_carry_annualized,
     case
         when rolling_count = {{ var('funding_zscore_window') }}
-            then (funding_rate - rolling_mean) / nullif(rolling_std, 0)
+            then {{ zscore('funding_rate', 'rolling_mean', 'rolling_std') }}
     end as funding_zscore
 from stats

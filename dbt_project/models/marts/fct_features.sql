@@ -105,7 +105,7 @@ features as (
         end as basis_demeaned,
         case
             when volatility.basis_n = {{ zw }}
-                then (volatility.basis - volatility.basis_mean) / nullif(volatility.basis_std, 0)
+                then {{ zscore('volatility.basis', 'volatility.basis_mean', 'volatility.basis_std') }}
         end as basis_zscore,
         {%- for n in var('basis_velocity_lags') %}
         volatility.basis_velocity_{{ n }},
@@ -120,8 +120,9 @@ features as (
             as realized_vol,
         case
             when volatility.log_volume_n = {{ vw }}
-                then (volatility.log_volume - volatility.log_volume_mean)
-                    / nullif(volatility.log_volume_std, 0)
+                then {{ zscore(
+                    'volatility.log_volume', 'volatility.log_volume_mean', 'volatility.log_volume_std'
+                ) }}
         end as volume_zscore,
         volatility.mark_spread,
         volatility.funding_rate_settled,

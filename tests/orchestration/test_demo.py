@@ -1,0 +1,57 @@
+"""`perpfolio demo` on the embedded default (the `local` resources), run twice in one folder."""
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def _demo(home: Path) -> str:
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PERPFOLIO_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "PERPFOLIO_ENV": "local",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    result = subprocess.run(
+        [str(bin_dir / "perpfolio"), "demo"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result.stdout
+
+
+def _field(output: str, name: str) -> str:
+    match = re.search(rf"^{name}\s+(.*)$", output, re.MULTILINE)
+    assert match, f"no '{name}' line in:\n{output}"
+    return match.group(1)
+
+
+def test_demo_runs_the_pipeline_twice_with_idempotent_ingestion(tmp_path):
+    first = _demo(tmp_path)
+    assert "(ok)" in _field(first, "retraining run")
+    assert _field(first, "quality checks").endswith("0 failed")
+    assert _field(first, "model registered") == "perpfolio-policy v1"
+    assert "candidate" in first and "baseline" in first
+    assert _field(first, "champion alias").startswith("@champion -> ")
+    rows_first = ast.literal_eval(_field(first, "raw rows"))
+    assert rows_first["ohlcv"] == 4 * 5 * 24 * 365, "perp, spot, mark, index bars of a year"
+
+    second = _demo(tmp_path)
+    assert _field(second, "model registered") == "perpfolio-policy v2"
+    assert ast.literal_eval(_field(second, "raw rows")) == rows_first
+    assert (tmp_path / "dagster" / "dagster.yaml").exists()
