@@ -30,6 +30,7 @@ def prepare_home() -> ProjectPaths:
     os.environ.setdefault("DAGSTER_HOME", str(paths.dagster_home))
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     dagster_yaml = paths.dagster_home / "dagster.yaml"
     if not dagster_yaml.exists() or dagster_yaml.read_text() != DAGSTER_YAML:

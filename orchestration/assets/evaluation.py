@@ -48,7 +48,7 @@ def policy_evaluation(
     summary = {
         "version": trained_policy["version"],
         "run_id": run_id,
-        "first_oos_ts": str(result.first_oos_timestamp),
+        "first_oos_ts": str(pd.Timestamp(result.first_oos_timestamp)),
         "n_oos_bars": result.candidate.metrics.n_bars,
         "candidate": result.candidate.metrics.as_dict(),
         "baseline": result.baseline.metrics.as_dict(),
