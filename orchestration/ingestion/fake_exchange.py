@@ -211,20 +211,27 @@ class FakeBinance:
             rows = rows[: max(1, len(rows) // 3)]
         return rows
 
+    def _page(
+        self, ts: np.ndarray, params: dict, fault: str | None, default_limit: int, max_limit: int
+    ) -> tuple[int, int]:
+        """Row range [lo, hi) of one page: startTime/endTime/limit as Binance reads them (the
+        latest ``limit`` rows without startTime); ``overlap`` repeats two earlier rows."""
+        lo = int(np.searchsorted(ts, int(params.get("startTime", 0))))
+        hi = int(np.searchsorted(ts, int(params.get("endTime", self._now_ms())), side="right"))
+        limit = min(int(params.get("limit", default_limit)), max_limit)
+        if "startTime" not in params:
+            lo = max(0, hi - limit)
+        if fault == "overlap":
+            lo = max(0, lo - 2)
+        return lo, min(hi, lo + limit)
+
     def _funding(self, params: dict, fault: str | None):
         base = self._base(params.get("symbol"))
         frame = self.funding.get(base)
         if frame is None:
             return []
         ts = _ms(frame["ts"])
-        lo = int(np.searchsorted(ts, int(params.get("startTime", 0))))
-        hi = int(np.searchsorted(ts, int(params.get("endTime", self._now_ms())), side="right"))
-        limit = min(int(params.get("limit", 100)), 1000)
-        if "startTime" not in params:
-            lo = max(0, hi - limit)
-        if fault == "overlap":
-            lo = max(0, lo - 2)
-        hi = min(hi, lo + limit)
+        lo, hi = self._page(ts, params, fault, default_limit=100, max_limit=1000)
         out = [
             {"symbol": f"{base}USDT", "fundingTime": int(ts[i]) + 1,
              "fundingRate": f"{frame['funding_rate'].iloc[i]:.8f}", "markPrice": "0"}
@@ -238,14 +245,7 @@ class FakeBinance:
         if frame is None:
             return []
         ts = _ms(frame["ts"])
-        lo = int(np.searchsorted(ts, int(params.get("startTime", 0))))
-        hi = int(np.searchsorted(ts, int(params.get("endTime", self._now_ms())), side="right"))
-        limit = min(int(params.get("limit", 30)), 500)
-        if "startTime" not in params:
-            lo = max(0, hi - limit)
-        if fault == "overlap":
-            lo = max(0, lo - 2)
-        hi = min(hi, lo + limit)
+        lo, hi = self._page(ts, params, fault, default_limit=30, max_limit=500)
         out = [
             {"symbol": f"{base}USDT", "sumOpenInterest": f"{frame['open_interest'].iloc[i]:.8f}",
              "sumOpenInterestValue": f"{frame['open_interest_value'].iloc[i]:.8f}",
