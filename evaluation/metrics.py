@@ -25,8 +25,9 @@ class PerformanceMetrics:
     liquidated: bool
     n_bars: int
 
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+    def as_dict(self) -> dict[str, float | bool | int]:
+        """Plain Python values (no numpy scalars), so the dict round-trips into this class."""
+        return {k: v if isinstance(v, bool | int) else float(v) for k, v in asdict(self).items()}
 
 
 def compute_metrics(

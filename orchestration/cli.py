@@ -70,7 +70,7 @@ def demo() -> int:
         failed = [e.step_key for e in retrain.get_step_failure_events()]
         print(f"failed steps        {failed}")
         return 1
-    with _warehouse(defs) as con:
+    with defs.resources["warehouse"].connect(read_only=True) as con:
         print(f"raw rows            {row_counts(con)}")
     trained = retrain.output_for_node("trained_policy")
     evaluation = retrain.output_for_node("policy_evaluation")
@@ -101,10 +101,6 @@ def demo() -> int:
     print(f"elapsed             {time.perf_counter() - started:.0f} s")
     print("next                `make ui`, then open the Dagster and MLflow UIs it prints")
     return 0
-
-
-def _warehouse(defs):
-    return defs.resources["warehouse"].connect(read_only=True)
 
 
 def _print_metrics(evaluation: dict) -> None:

@@ -35,7 +35,7 @@ def policy_evaluation(
     run_id = trained_policy["run_id"]
     for contender in contenders:
         for key, value in contender.metrics.as_dict().items():
-            client.log_metric(run_id, f"oos_{contender.name}_{key}", value)
+            client.log_metric(run_id, f"oos_{contender.name}_{key}", float(value))
     curves = pd.DataFrame(
         {c.name: c.equity[1:] for c in contenders},
         index=pd.Index(result.candidate.timestamps, name="ts"),

@@ -10,11 +10,7 @@ from orchestration.settings import CHAMPION_ALIAS
 
 
 def _metrics(values: dict | None) -> PerformanceMetrics | None:
-    if values is None:
-        return None
-    return PerformanceMetrics(
-        **{**values, "liquidated": bool(values["liquidated"]), "n_bars": int(values["n_bars"])}
-    )
+    return PerformanceMetrics(**values) if values is not None else None
 
 
 @dg.asset(group_name="promotion", kinds={"mlflow"})

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
-from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from orchestration.settings import CHAMPION_ALIAS
@@ -37,17 +36,13 @@ class MlflowRegistry(dg.ConfigurableResource):
         self.activate()
         return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
-    def champion(self) -> ModelVersion | None:
-        """The version holding the champion alias, or None."""
+    def champion_version(self) -> str | None:
+        """The version number holding the champion alias, as a string, or None."""
         try:
-            return self.client().get_model_version_by_alias(self.model_name, CHAMPION_ALIAS)
+            champion = self.client().get_model_version_by_alias(self.model_name, CHAMPION_ALIAS)
         except MlflowException:
             return None
-
-    def champion_version(self) -> str | None:
-        """The champion's version number as a string, or None."""
-        champion = self.champion()
-        return str(champion.version) if champion is not None else None
+        return str(champion.version)
 
     def model_uri(self, version: str) -> str:
         return f"models:/{self.model_name}/{version}"
