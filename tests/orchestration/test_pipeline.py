@@ -1,5 +1,6 @@
 """The whole asset graph, materialized in process on the tiny `test` configuration."""
 
+import dagster as dg
 import duckdb
 import mlflow
 import numpy as np
@@ -107,12 +108,12 @@ def test_promotion_follows_the_gate_and_records_the_decision(retrain, registry):
     assert champion == (evaluation["version"] if expected.promote else None)
 
 
-def test_failed_gate_keeps_the_champion_and_records_why(retrain, registry, defs):
+def test_failed_gate_keeps_the_champion_and_records_why(retrain, registry):
     resource, client = registry
     evaluation = retrain.output_for_node("policy_evaluation")
     client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, evaluation["version"])
-    worse = {**evaluation, "version": evaluation["version"]}
-    worse["candidate"] = {**evaluation["candidate"], "sharpe": evaluation["baseline"]["sharpe"] - 1}
+    worse_sharpe = evaluation["baseline"]["sharpe"] - 1
+    worse = {**evaluation, "candidate": {**evaluation["candidate"], "sharpe": worse_sharpe}}
     strict = PromotionGateSettings(max_drawdown=1.0)
     result = champion_model(
         policy_evaluation=worse, mlflow_registry=resource, promotion_gate=strict
@@ -140,8 +141,6 @@ def test_serving_writes_clamped_weights_of_the_champion(retrain, registry, defs)
 
 
 def test_sensor_requests_serving_once_per_new_champion(retrain, registry, defs):
-    import dagster as dg
-
     resource, client = registry
     version = retrain.output_for_node("trained_policy")["version"]
     client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, version)

@@ -10,6 +10,7 @@ from tests.training.conftest import make_synthetic_market
 from training.actions import target_weights
 from training.config import TrainConfig
 from training.env import EnvConfig
+from training.observation import PortfolioState
 from training.policy_model import PolicySpec, load_policy, log_policy
 from training.train import train_end_timestamp, train_policy
 
@@ -35,16 +36,13 @@ def market():
 
 
 def _actions(trained, market) -> np.ndarray:
-    env_obs = np.stack(
-        [trained.builder.build(market.features, t, _flat(market.n_assets)) for t in range(20, 60)]
+    observations = np.stack(
+        [
+            trained.builder.build(market.features, t, PortfolioState.flat(market.n_assets))
+            for t in range(20, 60)
+        ]
     )
-    return trained.algorithm.predict(env_obs, deterministic=True)[0]
-
-
-def _flat(n):
-    from training.observation import PortfolioState
-
-    return PortfolioState.flat(n)
+    return trained.algorithm.predict(observations, deterministic=True)[0]
 
 
 @pytest.mark.parametrize("algorithm", ["PPO", "A2C", "SAC"])
@@ -90,7 +88,9 @@ def test_registered_policy_round_trips_through_mlflow(market, tmp_path):
     assert loaded.spec.symbols == market.symbols
     assert loaded.spec.env_config == config.env
     assert loaded.spec.builder.to_dict() == trained.builder.to_dict()
-    obs = np.stack([trained.builder.build(market.features, t, _flat(3)) for t in (30, 31)])
+    obs = np.stack(
+        [trained.builder.build(market.features, t, PortfolioState.flat(3)) for t in (30, 31)]
+    )
     expected = target_weights(trained.algorithm.predict(obs, deterministic=True)[0], config.env)
     np.testing.assert_allclose(loaded.predict(None, obs), expected)
     assert np.abs(expected).max() <= 2.0 + 1e-12
