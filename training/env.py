@@ -150,6 +150,11 @@ def _pack(market: MarketData) -> np.ndarray:
     ).astype(np.float64)
 
 
+# 0-d float64 operands for the step's hot path: numpy converts a Python float operand on every
+# call, a noticeable share of an operation on (1, N) arrays. Same dtype, same results.
+_ZERO, _ONE, _TINY = np.array(0.0), np.array(1.0), np.array(1e-12)
+
+
 def _fields(state: PortfolioState) -> list[Any]:
     """Field values of a ``PortfolioState`` in declaration order (no copies)."""
     return [getattr(state, f.name) for f in dataclasses.fields(state)]
@@ -226,15 +231,17 @@ class BatchedSimulator:
         self.qty = np.zeros((b, n))
         self.entry = np.zeros((b, n))
         self.entry_basis = np.zeros((b, n))
-        self.fee_rate = np.full((b, 1), config.fees.rate)  # per-episode multiplier applied
+        self.fee_rate = np.full(b, config.fees.rate)  # per-episode multiplier applied
         self.slip_mult = np.ones((b, 1))
         self.shift = np.zeros(b, dtype=np.int64)
         noise_shape = (b, self.length + 1, n)  # indexed by episode step of the bar
         self.basis_noise = np.zeros(noise_shape) if r.basis_noise_std > 0 else None
         self.funding_noise = np.zeros(noise_shape) if r.funding_noise_std > 0 else None
         self._rows = np.arange(b)
+        self._initial_equity = np.array(config.initial_equity)
+        self._min_equity = np.array(1e-9 * config.initial_equity)
         self._now = self.bars[self.t]
-        self.portfolio = self._portfolio(self._now)
+        self.portfolio = self._marked_portfolio(self._now)
 
     # ----------------------------------------------------------------- episodes
     def reset_env(self, i: int, rng: np.random.Generator) -> None:
@@ -262,7 +269,7 @@ class BatchedSimulator:
     def refresh(self, mask: np.ndarray | None = None) -> None:
         """Recompute the portfolio state of reset accounts (all, or where ``mask``)."""
         now = self._gather(self.t)
-        fresh = self._portfolio(now)
+        fresh = self._marked_portfolio(now)
         if mask is not None:
             col = mask[:, None]
             now = np.where(col[..., None], now, self._now)
@@ -273,6 +280,11 @@ class BatchedSimulator:
                 )
             )
         self._now, self.portfolio = now, fresh
+
+    def _marked_portfolio(self, rows: np.ndarray) -> PortfolioState:
+        """Observed account state at the marks of packed bar ``rows``."""
+        mark = rows[:, _MARK]
+        return self._portfolio(rows, *self._mark(mark, *self.table.lookup(self.qty * mark)))
 
     def observations(self, idx: np.ndarray | None = None) -> np.ndarray:
         """Observations at the current decision bars, of all accounts (B, D) or of ``idx``."""
@@ -302,8 +314,8 @@ class BatchedSimulator:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Advance every account one bar; returns (reward, terminated, info arrays)."""
         cfg = self.config
-        now = self._now
-        nxt = self._gather(self.t + 1)
+        now, t1 = self._now, self.t + 1
+        nxt = self._gather(t1)
         close_t, basis_t = now[:, _CLOSE], now[:, _BASIS]
         open1, mark1 = nxt[:, _OPEN], nxt[:, _MARK]
         eq0 = self.equity
@@ -317,29 +329,32 @@ class BatchedSimulator:
             keep = np.abs(w - q * close_t / eq_col) < cfg.no_trade_band
             qty = np.where(keep, q, qty)
 
-        # 2. fill at the next open: fees, slippage, realized PnL and average entry price
+        # 2. fill at the next open: fees, slippage, realized PnL and average entry price.
+        # Per-asset terms are written to rows of one array, summed over assets in one call.
+        per = np.empty((self.n_envs, 4, self.n_assets))
         dq = qty - q
-        traded = np.abs(dq * open1)
-        traded_sum = _sum(traded)
-        fees = self.fee_rate[:, 0] * traded_sum
-        slip = _sum(traded * cfg.slippage.rate(traded, nxt[:, _QVOL]) * self.slip_mult)
-        closed = np.minimum(np.maximum(-dq, np.minimum(q, 0.0)), np.maximum(q, 0.0))
+        traded = np.abs(dq * open1, out=per[:, 0])
+        slip_rate = cfg.slippage.rate(traded, nxt[:, _QVOL])
+        np.multiply(traded * slip_rate, self.slip_mult, out=per[:, 1])
+        closed = np.minimum(np.maximum(-dq, np.minimum(q, _ZERO)), np.maximum(q, _ZERO))
         opened = dq + closed
         remaining = q - closed
-        held = qty != 0
-        denom = qty + ~held  # 1 where flat: then remaining = opened = 0
+        np.multiply(closed, open1 - entry0, out=per[:, 2])
+        denom = np.where(qty != _ZERO, qty, _ONE)  # flat: remaining = opened = 0
         entry = (remaining * entry0 + opened * open1) / denom
         ebasis = (remaining * self.entry_basis + opened * basis_t) / denom
-        cash = self.cash + _sum(closed * (open1 - entry0)) - fees - slip
 
         # 3. cross margin from the open to each position's adverse extreme (tier fixed per bar)
-        adverse = np.where(qty > 0, nxt[:, _LOW], nxt[:, _HIGH])
+        adverse = np.where(qty > _ZERO, nxt[:, _LOW], nxt[:, _HIGH])
         mm_rate, mm_cum = self.table.lookup(qty * open1)  # flat assets: tier 0, cum 0
         abs_qty = np.abs(qty)
-        g1 = cash + _sum(qty * (adverse - entry) - abs_qty * adverse * mm_rate + mm_cum)
-        liquidated = g1 < 0  # equity - MM is lowest at the adverse extremes
+        np.add(qty * (adverse - entry) - abs_qty * adverse * mm_rate, mm_cum, out=per[:, 3])
+        traded_sum, slip, realized, g_assets = np.add.reduce(per, -1).T
+        fees = self.fee_rate * traded_sum
+        cash = self.cash + realized - fees - slip
+        liquidated = cash + g_assets < _ZERO  # equity - MM is lowest at the adverse extremes
         liq_fee = np.zeros(self.n_envs)
-        if liquidated.any():
+        if np.count_nonzero(liquidated):
             lam = liquidation_fraction(cash, qty, entry, open1, adverse, mm_rate, mm_cum)
             lam_col = np.where(liquidated, lam, 0.0)[:, None]
             p_liq = open1 + lam_col * (adverse - open1)
@@ -348,26 +363,23 @@ class BatchedSimulator:
             liq_fee = np.where(liquidated, fee, 0.0)
             cash = np.where(liquidated, np.maximum(cash + pnl - fee, 0.0), cash)
             flat = ~liquidated[:, None]
-            qty, entry, ebasis, abs_qty = qty * flat, entry * flat, ebasis * flat, abs_qty * flat
-            mm_cum = mm_cum * flat
+            qty, entry, ebasis, mm_cum = qty * flat, entry * flat, ebasis * flat, mm_cum * flat
 
         # 4. close of bar t+1: funding settlement, mark to market
         rate = nxt[:, _FUND]
-        if rate.any():  # most bars have no settlement
+        if np.count_nonzero(rate):  # most bars have no settlement
             funding = _sum(funding_cash_flow(qty, mark1, rate))
             cash = cash + funding
         else:
             funding = np.zeros(self.n_envs)
-        upnl = qty * (mark1 - entry)
-        equity = cash + _sum(upnl)
-        mm = _sum(abs_qty * mark1 * mm_rate - mm_cum)
-
         self.cash, self.qty, self.entry, self.entry_basis = cash, qty, entry, ebasis
+        marked, sums = self._mark(mark1, mm_rate, mm_cum)
+        equity = cash + sums[:, 1]
         self.equity = equity
-        self.t = self.t + 1
+        self.t = t1
         self.steps = self.steps + 1
         self._now = nxt
-        self.portfolio = self._portfolio(nxt, upnl, mm)
+        self.portfolio = self._portfolio(nxt, marked, sums)
         reward = self.reward_fn(eq0, equity, slip, liquidated)
         info = {
             "equity": equity,
@@ -379,32 +391,37 @@ class BatchedSimulator:
             "liquidated": liquidated,
             "liquidation_fee": liq_fee,
             "weights": self.portfolio.weights,
-            "unrealized_pnl": upnl,
+            "unrealized_pnl": marked[:, 1],
         }
         return reward, liquidated, info
 
-    def _portfolio(
-        self, rows: np.ndarray, upnl: np.ndarray | None = None, mm: np.ndarray | None = None
-    ) -> PortfolioState:
-        mark = rows[:, _MARK]
-        notional = self.qty * mark
-        if upnl is None:
-            upnl = self.qty * (mark - self.entry)
-        if mm is None:
-            mm = self.table.maintenance(notional).sum(-1)
-        eq = np.maximum(self.equity, 1e-9 * self.config.initial_equity)
-        eq_col = eq[:, None]
-        gross = _sum(np.abs(notional))
+    def _mark(
+        self, mark: np.ndarray, mm_rate: np.ndarray, mm_cum: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Positions at ``mark``: (B, 4, N) [notional, unrealized PnL, |notional|, MM] and sums."""
+        marked = np.empty((self.n_envs, 4, self.n_assets))
+        notional = np.multiply(self.qty, mark, out=marked[:, 0])
+        np.multiply(self.qty, mark - self.entry, out=marked[:, 1])
+        size = np.abs(notional, out=marked[:, 2])
+        np.subtract(size * mm_rate, mm_cum, out=marked[:, 3])
+        return marked, np.add.reduce(marked, -1)
+
+    def _portfolio(self, rows: np.ndarray, marked: np.ndarray, sums: np.ndarray) -> PortfolioState:
+        """Observed account state from the ``_mark`` arrays of the current positions."""
+        eq = np.maximum(self.equity, self._min_equity)
+        ratios = marked[:, :2] / eq[:, None, None]  # weights and unrealized PnL / equity
+        gross, mm = sums[:, 2], sums[:, 3]
         # flat: mm = 0 and gross -> 1e-12, so the distance saturates at 1
-        dist = np.minimum(np.maximum((eq - mm) / np.maximum(gross, 1e-12), 0.0), 1.0)
+        dist = np.minimum(np.maximum((eq - mm) / np.maximum(gross, _TINY), _ZERO), _ONE)
+        # positional: the fields in declaration order (keywords cost a little per step)
         return PortfolioState(
-            weights=notional / eq_col,
-            unrealized_pnl=upnl / eq_col,
-            entry_basis=self.entry_basis,
-            equity_ratio=eq / self.config.initial_equity,
-            margin_ratio=mm / eq,
-            distance_to_liquidation=dist,
-            hours_to_funding=rows[:, _HOURS],
+            ratios[:, 0],  # weights
+            ratios[:, 1],  # unrealized_pnl
+            self.entry_basis,
+            eq / self._initial_equity,  # equity_ratio
+            mm / eq,  # margin_ratio
+            dist,  # distance_to_liquidation
+            rows[:, _HOURS],  # hours_to_funding
         )
 
 

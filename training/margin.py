@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -76,12 +76,20 @@ class MarginTable:
     floors: np.ndarray
     rates: np.ndarray
     cum: np.ndarray
+    _first: tuple[np.ndarray, ...] = field(init=False, repr=False, compare=False)
+    """Contiguous (1, N) second-tier floors, first-tier rates and amounts (the common case)."""
+
+    def __post_init__(self) -> None:
+        first = (self.floors[:, 1], self.rates[:, 0], self.cum[:, 0])
+        object.__setattr__(self, "_first", tuple(np.ascontiguousarray(a[None]) for a in first))
 
     def lookup(self, notional: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rate and maintenance amount of the tier of each |notional| (..., N)."""
         size = np.abs(notional)
-        if (size < self.floors[:, 1]).all():  # fast path: everything in the first tier
-            return self.rates[:, 0], self.cum[:, 0]
+        second, rate, cum = self._first
+        if np.count_nonzero(size < second) == size.size:  # everything in the first tier
+            # (1, N) rows: same shape as a (1, N) batch, which numpy handles without broadcasting
+            return (rate, cum) if size.ndim > 1 else (rate[0], cum[0])
         idx = (size[..., None] >= self.floors).sum(-1) - 1
         cols = np.arange(self.rates.shape[0])
         return self.rates[cols, idx], self.cum[cols, idx]

@@ -127,6 +127,7 @@ class ObservationBuilder:
             -clip, clip, (self.n_window + self.n_portfolio,), np.float32
         )
         self._offsets = np.arange(-window + 1, 1)
+        self._bounds = np.array(-clip), np.array(clip)  # 0-d: cheaper operands than floats
 
     def normalize(self, features: np.ndarray) -> np.ndarray:
         """Normalize a whole (T, N, F) array once (element-wise, so windows can be sliced)."""
@@ -158,10 +159,11 @@ class ObservationBuilder:
         lead = rows.shape[:-3]
         out = np.empty((*lead, self.n_window + self.n_portfolio), np.float32)
         out[..., : self.n_window] = rows.reshape(*lead, self.n_window)
-        part = out[..., self.n_window :]
+        part = np.empty((*lead, self.n_portfolio))  # float64, cast once: ufuncs that cast are slow
         portfolio.write(part)
-        np.minimum(part, self.clip, out=part)
-        np.maximum(part, -self.clip, out=part)
+        np.minimum(part, self._bounds[1], out=part)
+        np.maximum(part, self._bounds[0], out=part)
+        out[..., self.n_window :] = part  # rounding is monotone: same as clipping in float32
         return out
 
     def _check_t(self, t: int) -> None:

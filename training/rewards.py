@@ -22,7 +22,11 @@ class PnLReward:
         self, equity_prev: np.ndarray, equity: np.ndarray, slippage: np.ndarray, liq: np.ndarray
     ) -> np.ndarray:
         """Reward per account (B,)."""
-        return (equity - equity_prev - self.alpha * slippage) / equity_prev - self.beta * liq
+        gain = equity - equity_prev
+        if self.alpha:  # skipped terms are exact zeros
+            gain = gain - self.alpha * slippage
+        reward = gain / equity_prev
+        return reward - self.beta * liq if np.count_nonzero(liq) else reward
 
 
 class SortinoReward(PnLReward):
