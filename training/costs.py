@@ -7,6 +7,7 @@ Notionals are in quote currency (USDT); a positive cost is money leaving the acc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -56,9 +57,21 @@ class SlippageModel:
 
     def rate(self, traded_notional: np.ndarray, quote_volume: np.ndarray) -> np.ndarray:
         """Slippage per unit of traded notional."""
-        participation = np.abs(traded_notional) / np.maximum(quote_volume, 1e-12)
-        impact = np.minimum(self.impact_coef * participation**self.impact_exponent, self.max_impact)
-        return self.half_spread + impact
+        floor, coef, cap, spread = self._operands
+        participation = np.abs(traded_notional) / np.maximum(quote_volume, floor)
+        impact = np.minimum(coef * participation**self.impact_exponent, cap)
+        return spread + impact
+
+    @cached_property
+    def _operands(self) -> tuple[np.ndarray, ...]:
+        """Volume floor and the float parameters of ``rate`` as 0-d float64 arrays.
+
+        The environment calls ``rate`` on (1, N) arrays every step, where converting a Python
+        float operand is a noticeable share of each numpy call. The exponent stays a float, so
+        that ``** 0.5`` keeps numpy's square-root fast path.
+        """
+        values = (1e-12, self.impact_coef, self.max_impact, self.half_spread)
+        return tuple(np.array(v, dtype=np.float64) for v in values)
 
     def cost(self, traded_notional: np.ndarray, quote_volume: np.ndarray) -> np.ndarray:
         """Slippage paid for trading ``traded_notional`` against ``quote_volume``."""

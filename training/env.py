@@ -223,6 +223,7 @@ class BatchedSimulator:
         self.randomized = (
             r.basis_noise_std > 0 or r.funding_noise_std > 0 or r.funding_shift_max_bars > 0
         )
+        self.slip_randomized = r.slippage_mult_range != (1.0, 1.0)
         b = n_envs
         self.t = np.full(b, self.first, dtype=np.int64)
         self.steps = np.zeros(b, dtype=np.int64)
@@ -334,8 +335,9 @@ class BatchedSimulator:
         per = np.empty((self.n_envs, 4, self.n_assets))
         dq = qty - q
         traded = np.abs(dq * open1, out=per[:, 0])
-        slip_rate = cfg.slippage.rate(traded, nxt[:, _QVOL])
-        np.multiply(traded * slip_rate, self.slip_mult, out=per[:, 1])
+        slip_assets = np.multiply(traded, cfg.slippage.rate(traded, nxt[:, _QVOL]), out=per[:, 1])
+        if self.slip_randomized:  # a multiplier of 1 changes nothing
+            slip_assets *= self.slip_mult
         closed = np.minimum(np.maximum(-dq, np.minimum(q, _ZERO)), np.maximum(q, _ZERO))
         opened = dq + closed
         remaining = q - closed
