@@ -153,6 +153,7 @@ def _pack(market: MarketData) -> np.ndarray:
 # 0-d float64 operands for the step's hot path: numpy converts a Python float operand on every
 # call, a noticeable share of an operation on (1, N) arrays. Same dtype, same results.
 _ZERO, _ONE, _TINY = np.array(0.0), np.array(1.0), np.array(1e-12)
+_BAR = np.array(1, dtype=np.int64)  # one bar / one step
 
 
 def _fields(state: PortfolioState) -> list[Any]:
@@ -285,7 +286,9 @@ class BatchedSimulator:
     def _marked_portfolio(self, rows: np.ndarray) -> PortfolioState:
         """Observed account state at the marks of packed bar ``rows``."""
         mark = rows[:, _MARK]
-        return self._portfolio(rows, *self._mark(mark, *self.table.lookup(self.qty * mark)))
+        marked = np.empty((4, self.n_envs, self.n_assets))
+        self._mark(marked, self.qty, self.entry, mark, *self.table.lookup(self.qty * mark))
+        return self._portfolio(rows, marked, np.add.reduce(marked, -1))
 
     def observations(self, idx: np.ndarray | None = None) -> np.ndarray:
         """Observations at the current decision bars, of all accounts (B, D) or of ``idx``."""
@@ -315,7 +318,7 @@ class BatchedSimulator:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Advance every account one bar; returns (reward, terminated, info arrays)."""
         cfg = self.config
-        now, t1 = self._now, self.t + 1
+        now, t1 = self._now, self.t + _BAR
         nxt = self._gather(t1)
         close_t, basis_t = now[:, _CLOSE], now[:, _BASIS]
         open1, mark1 = nxt[:, _OPEN], nxt[:, _MARK]
@@ -331,17 +334,18 @@ class BatchedSimulator:
             qty = np.where(keep, q, qty)
 
         # 2. fill at the next open: fees, slippage, realized PnL and average entry price.
-        # Per-asset terms are written to rows of one array, summed over assets in one call.
-        per = np.empty((self.n_envs, 4, self.n_assets))
+        # Per-asset terms are written to rows of one array, summed over assets in one call:
+        # 0-3 fill and margin terms, 4-7 the positions marked at the close (``_mark``).
+        per = np.empty((8, self.n_envs, self.n_assets))
         dq = qty - q
-        traded = np.abs(dq * open1, out=per[:, 0])
-        slip_assets = np.multiply(traded, cfg.slippage.rate(traded, nxt[:, _QVOL]), out=per[:, 1])
+        traded = np.abs(dq * open1, out=per[0])
+        slip_assets = np.multiply(traded, cfg.slippage.rate(traded, nxt[:, _QVOL]), out=per[1])
         if self.slip_randomized:  # a multiplier of 1 changes nothing
             slip_assets *= self.slip_mult
         closed = np.minimum(np.maximum(-dq, np.minimum(q, _ZERO)), np.maximum(q, _ZERO))
         opened = dq + closed
         remaining = q - closed
-        np.multiply(closed, open1 - entry0, out=per[:, 2])
+        np.multiply(closed, open1 - entry0, out=per[2])
         denom = np.where(qty != _ZERO, qty, _ONE)  # flat: remaining = opened = 0
         entry = (remaining * entry0 + opened * open1) / denom
         ebasis = (remaining * self.entry_basis + opened * basis_t) / denom
@@ -350,8 +354,11 @@ class BatchedSimulator:
         adverse = np.where(qty > _ZERO, nxt[:, _LOW], nxt[:, _HIGH])
         mm_rate, mm_cum = self.table.lookup(qty * open1)  # flat assets: tier 0, cum 0
         abs_qty = np.abs(qty)
-        np.add(qty * (adverse - entry) - abs_qty * adverse * mm_rate, mm_cum, out=per[:, 3])
-        traded_sum, slip, realized, g_assets = np.add.reduce(per, -1).T
+        np.add(qty * (adverse - entry) - abs_qty * adverse * mm_rate, mm_cum, out=per[3])
+        marked = per[4:]
+        self._mark(marked, qty, entry, mark1, mm_rate, mm_cum)
+        sums = np.add.reduce(per, -1)
+        traded_sum, slip, realized, g_assets = sums[:4]
         fees = self.fee_rate * traded_sum
         cash = self.cash + realized - fees - slip
         liquidated = cash + g_assets < _ZERO  # equity - MM is lowest at the adverse extremes
@@ -366,6 +373,8 @@ class BatchedSimulator:
             cash = np.where(liquidated, np.maximum(cash + pnl - fee, 0.0), cash)
             flat = ~liquidated[:, None]
             qty, entry, ebasis, mm_cum = qty * flat, entry * flat, ebasis * flat, mm_cum * flat
+            self._mark(marked, qty, entry, mark1, mm_rate, mm_cum)
+            sums[4:] = np.add.reduce(marked, -1)
 
         # 4. close of bar t+1: funding settlement, mark to market
         rate = nxt[:, _FUND]
@@ -375,13 +384,12 @@ class BatchedSimulator:
         else:
             funding = np.zeros(self.n_envs)
         self.cash, self.qty, self.entry, self.entry_basis = cash, qty, entry, ebasis
-        marked, sums = self._mark(mark1, mm_rate, mm_cum)
-        equity = cash + sums[:, 1]
+        equity = cash + sums[5]
         self.equity = equity
         self.t = t1
-        self.steps = self.steps + 1
+        self.steps = self.steps + _BAR
         self._now = nxt
-        self.portfolio = self._portfolio(nxt, marked, sums)
+        self.portfolio = self._portfolio(nxt, marked, sums[4:])
         reward = self.reward_fn(eq0, equity, slip, liquidated)
         info = {
             "equity": equity,
@@ -393,32 +401,36 @@ class BatchedSimulator:
             "liquidated": liquidated,
             "liquidation_fee": liq_fee,
             "weights": self.portfolio.weights,
-            "unrealized_pnl": marked[:, 1],
+            "unrealized_pnl": marked[1],
         }
         return reward, liquidated, info
 
+    @staticmethod
     def _mark(
-        self, mark: np.ndarray, mm_rate: np.ndarray, mm_cum: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Positions at ``mark``: (B, 4, N) [notional, unrealized PnL, |notional|, MM] and sums."""
-        marked = np.empty((self.n_envs, 4, self.n_assets))
-        notional = np.multiply(self.qty, mark, out=marked[:, 0])
-        np.multiply(self.qty, mark - self.entry, out=marked[:, 1])
-        size = np.abs(notional, out=marked[:, 2])
-        np.subtract(size * mm_rate, mm_cum, out=marked[:, 3])
-        return marked, np.add.reduce(marked, -1)
+        out: np.ndarray,
+        qty: np.ndarray,
+        entry: np.ndarray,
+        mark: np.ndarray,
+        mm_rate: np.ndarray,
+        mm_cum: np.ndarray,
+    ) -> None:
+        """Write positions at ``mark`` to ``out`` (4, B, N): notional, upnl, |notional|, MM."""
+        notional = np.multiply(qty, mark, out=out[0])
+        np.multiply(qty, mark - entry, out=out[1])
+        size = np.abs(notional, out=out[2])
+        np.subtract(size * mm_rate, mm_cum, out=out[3])
 
     def _portfolio(self, rows: np.ndarray, marked: np.ndarray, sums: np.ndarray) -> PortfolioState:
         """Observed account state from the ``_mark`` arrays of the current positions."""
         eq = np.maximum(self.equity, self._min_equity)
-        ratios = marked[:, :2] / eq[:, None, None]  # weights and unrealized PnL / equity
-        gross, mm = sums[:, 2], sums[:, 3]
+        weights, upnl = marked[:2] / eq[:, None]
+        gross, mm = sums[2:]
         # flat: mm = 0 and gross -> 1e-12, so the distance saturates at 1
         dist = np.minimum(np.maximum((eq - mm) / np.maximum(gross, _TINY), _ZERO), _ONE)
         # positional: the fields in declaration order (keywords cost a little per step)
         return PortfolioState(
-            ratios[:, 0],  # weights
-            ratios[:, 1],  # unrealized_pnl
+            weights,
+            upnl,  # unrealized_pnl / equity
             self.entry_basis,
             eq / self._initial_equity,  # equity_ratio
             mm / eq,  # margin_ratio

@@ -98,7 +98,7 @@ class PortfolioState:
 
     def write(self, out: np.ndarray) -> None:
         """Write ``vector()`` into ``out`` (..., 4N + 3) without intermediate arrays."""
-        n = np.shape(self.weights)[-1]
+        n = (out.shape[-1] - 3) // 4
         out[..., :n] = self.weights
         out[..., n : 2 * n] = self.unrealized_pnl
         np.multiply(self.entry_basis, _BASIS_SCALE, out=out[..., 2 * n : 3 * n])
