@@ -34,27 +34,49 @@ finest as (
     group by all
 ),
 
--- The finest bars, one row per (venue, symbol, bar) with every market side by side.
-base as (
-    select
-        bars.venue,
-        bars.symbol,
-        bars.ts,
-        any_value(finest.base_minutes) as base_minutes,
-        max(bars.open) filter (where bars.market = 'perp') as open,
-        max(bars.high) filter (where bars.market = 'perp') as high,
-        max(bars.low) filter (where bars.market = 'perp') as low,
-        max(bars.close) filter (where bars.market = 'perp') as close,
-        max(bars.volume) filter (where bars.market = 'perp') as volume,
-        max(bars.close) filter (where bars.market = 'spot') as spot_close,
-        max(bars.close) filter (where bars.market = 'mark') as mark_close,
-        max(bars.close) filter (where bars.market = 'index') as index_close
+perp as (
+    select bars.*, finest.base_minutes
     from bars
     inner join finest
         on bars.venue = finest.venue
         and bars.symbol = finest.symbol
         and bars.bar_minutes = finest.base_minutes
-    group by bars.venue, bars.symbol, bars.ts
+    where bars.market = 'perp'
+),
+
+{%- for market in ['spot', 'mark', 'index'] %}
+
+{{ market }} as (
+    select venue, symbol, timeframe, ts, close as {{ market }}_close
+    from bars
+    where market = '{{ market }}'
+),
+{%- endfor %}
+
+-- The finest bars, one row per (venue, symbol, bar) with every market side by side (joins on the
+-- raw key: cheaper than pivoting with a group by).
+base as (
+    select
+        perp.venue,
+        perp.symbol,
+        perp.ts,
+        perp.base_minutes,
+        perp.open,
+        perp.high,
+        perp.low,
+        perp.close,
+        perp.volume,
+        spot.spot_close,
+        mark.mark_close,
+        index.index_close
+    from perp
+    {%- for market in ['spot', 'mark', 'index'] %}
+    left join {{ market }}
+        on perp.venue = {{ market }}.venue
+        and perp.symbol = {{ market }}.symbol
+        and perp.timeframe = {{ market }}.timeframe
+        and perp.ts = {{ market }}.ts
+    {%- endfor %}
 ),
 
 coarser as (

@@ -20,6 +20,34 @@ timeframes as (
     from (select unnest({{ var('timeframes') }}) as timeframe)
 ),
 
+-- A snapshot at t belongs to each bar whose [open, close] holds t: the bar it falls in and, when
+-- t is a bar boundary, also the bar that closes at t. Bucketing (instead of an as-of join over
+-- every bar) keeps this in proportion to the snapshots, not the bars.
+snapshot_bars as (
+    select
+        order_book.*,
+        timeframes.timeframe,
+        time_bucket(to_minutes(timeframes.bar_minutes), order_book.snapshot_at) as ts,
+        to_minutes(timeframes.bar_minutes) as bar_length
+    from order_book
+    cross join timeframes
+),
+
+book_in_bar as (
+    select
+        venue,
+        symbol,
+        timeframe,
+        ts,
+        arg_max(order_book_imbalance, snapshot_at) as order_book_imbalance
+    from (
+        select * from snapshot_bars
+        union all
+        select * replace (ts - bar_length as ts) from snapshot_bars where ts = snapshot_at
+    )
+    group by venue, symbol, timeframe, ts
+),
+
 -- A settlement at t belongs to the bar that closes at or after t: (open, close].
 settled_in_bar as (
     select
@@ -50,29 +78,21 @@ with_funding as (
         on bars.venue = funding.venue
         and bars.symbol = funding.symbol
         and bars.close_ts >= funding.settled_at
-),
-
-with_book as (
-    select
-        with_funding.*,
-        case
-            when order_book.snapshot_at >= with_funding.ts
-                then order_book.order_book_imbalance
-        end as order_book_imbalance
-    from with_funding
-    asof left join order_book
-        on with_funding.venue = order_book.venue
-        and with_funding.symbol = order_book.symbol
-        and with_funding.close_ts >= order_book.snapshot_at
 )
 
 select
-    with_book.*,
+    with_funding.*,
+    book_in_bar.order_book_imbalance,
     coalesce(settled_in_bar.funding_rate_settled, 0.0) as funding_rate_settled,
     coalesce(settled_in_bar.funding_settlements, 0) as funding_settlements
-from with_book
+from with_funding
+left join book_in_bar
+    on with_funding.venue = book_in_bar.venue
+    and with_funding.symbol = book_in_bar.symbol
+    and with_funding.timeframe = book_in_bar.timeframe
+    and with_funding.ts = book_in_bar.ts
 left join settled_in_bar
-    on with_book.venue = settled_in_bar.venue
-    and with_book.symbol = settled_in_bar.symbol
-    and with_book.timeframe = settled_in_bar.timeframe
-    and with_book.ts = settled_in_bar.ts
+    on with_funding.venue = settled_in_bar.venue
+    and with_funding.symbol = settled_in_bar.symbol
+    and with_funding.timeframe = settled_in_bar.timeframe
+    and with_funding.ts = settled_in_bar.ts
