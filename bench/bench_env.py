@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import time
 from pathlib import Path
 
@@ -89,6 +90,11 @@ def ppo_env_share(vec: VecEnv, timesteps: int) -> tuple[float, float]:
     return timed.seconds / total, total
 
 
+def _load() -> str:
+    """1, 5 and 15 minute load averages (the machine is shared; figures depend on them)."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few steps, for smoke tests")
@@ -98,6 +104,7 @@ def main() -> None:
     config = EnvConfig(window=WINDOW, episode_length=256)
     obs_dim = PerpPortfolioEnv(market, config).observation_space.shape[0]
     print(f"workload: {N_ASSETS} assets x {WINDOW} bars x {N_FEATURES} features, obs {obs_dim}")
+    print(f"load average before: {_load()}")
 
     single = single_steps_per_s(PerpPortfolioEnv(market, config), int(60_000 * scale))
     vec64 = BatchedPerpPortfolioVecEnv(market, config, n_envs=64)
@@ -115,6 +122,7 @@ def main() -> None:
     print("\n| environment | rate | vs pandas reference |\n|---|---:|---:|")
     for name, rate, unit in rows:
         print(f"| {name} | {rate:,.0f} {unit} | {rate / reference:,.0f}x |")
+    print(f"load average after: {_load()}")
 
     timesteps = int(16_384 * scale) or 512
     print(f"\nPPO ({timesteps} timesteps, MlpPolicy 64x64, n_steps=256, CPU):")

@@ -43,6 +43,17 @@ def test_maintenance_margin_is_continuous_across_tiers():
     assert table.maintenance(np.array([0.0, 0.0])).tolist() == [0.0, 0.0]
 
 
+def test_maintenance_keeps_the_shape_of_its_input():
+    table = MarginModel().table(("BTCUSDT", "DOGEUSDT"))
+    first_tier, mixed = np.array([[1.0, -2.0]]), np.array([[1e6, -2.0], [3.0, 1e7]])
+    assert table.maintenance(first_tier[0]).shape == (2,)
+    assert table.maintenance(first_tier).shape == (1, 2)
+    assert table.maintenance(np.repeat(first_tier, 3, axis=0)).shape == (3, 2)
+    # 1M BTC: 1% - (50k x 0.1% + 600k x 0.5%); 10M DOGE: 50% - its maintenance amount 1,665,650
+    expected = [[1e4 - 3_050.0, 0.02], [0.012, 5e6 - 1_665_650.0]]
+    np.testing.assert_allclose(table.maintenance(mixed), expected, rtol=1e-12)
+
+
 def test_liquidation_fraction_matches_closed_form_liquidation_price():
     cash, qty, entry, mmr = np.array([1_000.0]), np.array([[100.0]]), np.array([[100.0]]), 0.01
     p_liq = (qty * entry - cash) / (qty * (1 - mmr))  # cash + q (p - e) = mmr q p

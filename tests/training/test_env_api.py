@@ -51,3 +51,17 @@ def test_full_run_without_random_start_covers_window_to_end():
         steps += 1
     assert info["bar"] == 79
     assert steps == 79 - 27
+
+
+def test_step_outputs_are_not_overwritten_by_later_steps():
+    env = PerpPortfolioEnv(make_synthetic_market(), EnvConfig(window=8, episode_length=16))
+    env.reset(seed=2)
+    obs, _, _, _, info = env.step(np.full(3, 0.5, np.float32))
+    state = env.portfolio_state()
+    kept = obs.copy(), info["weights"].copy(), info["unrealized_pnl"].copy(), state.vector()
+    for _ in range(4):
+        env.step(-np.ones(3, np.float32))
+    np.testing.assert_array_equal(obs, kept[0])
+    np.testing.assert_array_equal(info["weights"], kept[1])
+    np.testing.assert_array_equal(info["unrealized_pnl"], kept[2])
+    np.testing.assert_array_equal(state.vector(), kept[3])
