@@ -2,6 +2,13 @@
 
 dbt data tests appear as asset checks of the models they test; the feature mart's
 materialization carries row counts per timeframe and summary statistics of its features.
+
+A run for one of the ingestion assets' daily partitions, or for a range of them (a single-run
+backfill), passes its UTC window to dbt as the ``window_start``/``window_end`` vars, so dbt
+rebuilds exactly the bars opening in it. A run without a partition builds every bar after the
+stored ones (or the window given in the run config). The models themselves are not
+partitioned: training reads the whole mart, and dbt's tests, reported as asset checks, cover
+the whole tables.
 """
 
 import json
@@ -11,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -19,6 +27,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from orchestration.assets.ingestion import DAILY
 from orchestration.resources import DBT_PROJECT_DIR
 from orchestration.resources.warehouse import DuckDBWarehouse
 
@@ -86,14 +95,32 @@ class FeatureTranslator(DagsterDbtTranslator):
 
 
 class FeatureBuildConfig(dg.Config):
-    """Which bars to (re)build; by default every bar after the existing ones."""
+    """Which bars to (re)build in a run without a partition; by default every bar after the
+    existing ones. A partitioned run takes its window from the partition instead."""
 
     window_start: str | None = None
-    """First bar open time to rebuild (e.g. a partition's start), passed to dbt as a var."""
+    """First bar open time to rebuild (UTC, e.g. ``2024-01-02``), passed to dbt as a var."""
     window_end: str | None = None
     """Bar open time to stop before."""
     full_refresh: bool = False
     """Rebuild the incremental tables from scratch (after backfills or new symbols)."""
+
+
+def build_window(
+    context: dg.AssetExecutionContext, config: FeatureBuildConfig
+) -> FeatureBuildConfig:
+    """``config`` with the UTC window of the run's daily partition (or range), if it has one."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return config
+    keys = context.partition_key_range
+    start, end = (
+        pd.Timestamp(t).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S")
+        for t in (
+            DAILY.time_window_for_partition_key(keys.start).start,
+            DAILY.time_window_for_partition_key(keys.end).end,
+        )
+    )
+    return config.model_copy(update={"window_start": start, "window_end": end})
 
 
 def dbt_build_args(config: FeatureBuildConfig) -> list[str]:
@@ -146,7 +173,9 @@ def dbt_features(
 ) -> Iterator[Any]:
     """Build and test the dbt models against the warehouse file."""
     os.environ["PERPFOLIO_WAREHOUSE"] = warehouse.path
-    invocation = dbt.cli(dbt_build_args(config), context=context, raise_on_error=False)
+    args = dbt_build_args(build_window(context, config))
+    context.log.info(f"dbt {' '.join(args)}")
+    invocation = dbt.cli(args, context=context, raise_on_error=False)
     # dbt holds the DuckDB file until it exits: collect its events, then read the summary.
     events = list(invocation.stream())
     built = [

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pandas as pd
 import pytest
 
@@ -12,6 +13,7 @@ from orchestration.assets.features import (
     dbt_build_args,
     dbt_features,
 )
+from orchestration.assets.ingestion import DAILY
 from orchestration.assets.training import trained_policy
 from orchestration.checks import QUALITY_CHECKS, RAW_FUNDING, RAW_OHLCV
 from orchestration.resources import build_resources
@@ -54,6 +56,47 @@ def test_dbt_build_args_pass_the_window_as_vars():
         '{"window_start": "2024-01-02"}',
         "--full-refresh",
     ]
+
+
+def test_a_partition_run_passes_its_day_to_dbt_and_rebuilds_only_that_day(home):
+    path = home / "warehouse.duckdb"
+    write_raw(path, synthetic_raw(n_symbols=2, days=10, venues=("synthetic",)))
+    resources = build_resources("test")
+    assert dg.materialize([dbt_features], resources=resources).success
+    with duckdb.connect(str(path)) as con:  # move every perp price from Jan 5 on up by 10%
+        con.execute(
+            "UPDATE raw.ohlcv SET open = open * 1.1, high = high * 1.1, low = low * 1.1, "
+            "close = close * 1.1 WHERE market = 'perp' AND ts >= '2024-01-05'"
+        )
+
+    @dg.multi_asset(
+        specs=[dg.AssetSpec(RAW_OHLCV), dg.AssetSpec(RAW_FUNDING)],
+        group_name="ingestion",
+        partitions_def=DAILY,
+    )
+    def raw_market_data():
+        yield dg.MaterializeResult(asset_key=RAW_OHLCV)
+        yield dg.MaterializeResult(asset_key=RAW_FUNDING)
+
+    defs = dg.Definitions(assets=[raw_market_data, dbt_features], resources=resources)
+    job = dg.define_asset_job("day", selection=dg.AssetSelection.all()).resolve(
+        asset_graph=defs.resolve_asset_graph()
+    )
+    result = job.execute_in_process(partition_key="2024-01-05", resources=resources)
+    assert result.success
+    with duckdb.connect(str(path), read_only=True) as con:
+        rebuilt = con.execute(
+            "SELECT f.ts::DATE::VARCHAR AS day, count(*), "
+            "count(*) FILTER (WHERE abs(f.close / r.close - 1) < 1e-12) "
+            "FROM marts.fct_features f JOIN raw.ohlcv r "
+            "ON r.venue = f.venue AND r.symbol = f.symbol AND r.ts = f.ts "
+            "AND r.timeframe = '1h' AND r.market = 'perp' "
+            "WHERE f.timeframe = '1h' GROUP BY ALL ORDER BY day"
+        ).fetchall()
+    by_day = {day: (bars, current) for day, bars, current in rebuilt}
+    assert by_day["2024-01-05"] == (48, 48)  # the partition's bars carry the new prices
+    assert by_day["2024-01-04"] == (48, 48)  # untouched before it
+    assert by_day["2024-01-06"] == (48, 0)  # and not rebuilt after it
 
 
 def test_features_materialize_with_statistics_and_passing_checks(home):
