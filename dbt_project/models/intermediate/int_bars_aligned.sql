@@ -3,13 +3,15 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['venue', 'symbol', 'timeframe', 'ts'],
+        on_schema_change='fail',
     )
 }}
 -- One row per (venue, symbol, timeframe, bar): perp OHLCV beside the spot, mark and index closes
--- of the same bar. Every timeframe is resampled from the finest perp bars stored per (venue,
--- symbol), reading the other markets at that same timeframe. A bar is kept only when all its perp
--- sub-bars exist; a spot/mark/index close only when all its sub-bars exist (else NULL), so a
--- resampled bar never mixes in missing data.
+-- of the same bar, and the perp close one bar length earlier (NULL when that bar is missing).
+-- Every timeframe is resampled from the finest perp bars stored per (venue, symbol), reading the
+-- other markets at that same timeframe. A bar is kept only when all its perp sub-bars exist; a
+-- spot/mark/index close only when all its sub-bars exist (else NULL), so a resampled bar never
+-- mixes in missing data.
 {%- set scan_from = scan_start(1) %}
 
 with bars as (
@@ -66,10 +68,15 @@ base as (
         perp.low,
         perp.close,
         perp.volume,
+        previous.close as prev_close,
         spot.spot_close,
         mark.mark_close,
         index.index_close
     from perp
+    left join perp as previous
+        on perp.venue = previous.venue
+        and perp.symbol = previous.symbol
+        and perp.ts - to_minutes(perp.base_minutes) = previous.ts
     {%- for market in ['spot', 'mark', 'index'] %}
     left join {{ market }}
         on perp.venue = {{ market }}.venue
@@ -93,6 +100,7 @@ coarser as (
         base.low,
         base.close,
         base.volume,
+        base.prev_close,
         base.spot_close,
         base.mark_close,
         base.index_close
@@ -109,12 +117,14 @@ resampled as (
         timeframe,
         ts,
         any_value(bar_minutes) as bar_minutes,
-        arg_min(open, base_ts) filter (where close is not null) as open,
+        arg_min(open, base_ts) as open,
         max(high) as high,
         min(low) as low,
-        arg_max(close, base_ts) filter (where close is not null) as close,
+        arg_max(close, base_ts) as close,
         sum(volume) as volume,
-        count(close) = any_value(sub_bars) as perp_complete,
+        -- the previous bar's close is the close before this bar's first sub-bar
+        any_value(prev_close) filter (where base_ts = ts) as prev_close,
+        count(*) = any_value(sub_bars) as perp_complete,
         case when count(spot_close) = any_value(sub_bars)
             then arg_max(spot_close, base_ts) end as spot_close,
         case when count(mark_close) = any_value(sub_bars)
@@ -137,7 +147,8 @@ all_timeframes as (
         base.low,
         base.close,
         base.volume,
-        base.close is not null as perp_complete,
+        base.prev_close,
+        true as perp_complete,
         base.spot_close,
         base.mark_close,
         base.index_close
@@ -162,6 +173,7 @@ select
     all_timeframes.low,
     all_timeframes.close,
     all_timeframes.volume,
+    all_timeframes.prev_close,
     all_timeframes.spot_close,
     all_timeframes.mark_close,
     all_timeframes.index_close

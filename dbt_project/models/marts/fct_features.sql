@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['venue', 'symbol', 'timeframe', 'ts'],
+        on_schema_change='fail',
     )
 }}
 -- Stationary, scale-invariant features per (venue, symbol, timeframe, bar). Every value at bar t
@@ -31,6 +32,9 @@ per_bar as (
         *,
         (close - spot_close) / spot_close as basis,
         (mark_close - close) / close as mark_spread,
+        -- over exactly one bar length (NULL after a missing bar), so realized volatility needs
+        -- no second window pass
+        ln(close / prev_close) as log_return_1,
         ln(nullif(volume, 0)) as log_volume,
         coalesce(funding_interval_hours, 8) as interval_h
     from bars
@@ -53,7 +57,7 @@ dispersion as (
 rolling as (
     select
         *,
-        {%- for h in var('return_horizons') %}
+        {%- for h in var('return_horizons') if h != 1 %}
         ln(close / lag(close, {{ h }}) over (w)) as log_return_{{ h }},
         {%- endfor %}
         {%- for n in var('basis_velocity_lags') %}
@@ -68,85 +72,78 @@ rolling as (
         stddev_samp(log_volume) over (w rows between {{ vw - 1 }} preceding and current row)
             as log_volume_std,
         count(log_volume) over (w rows between {{ vw - 1 }} preceding and current row)
-            as log_volume_n
-    from per_bar
-    window w as ({{ by_bar }})
-),
-
-volatility as (
-    select
-        *,
+            as log_volume_n,
         sqrt(avg(log_return_1 * log_return_1) over (w rows between {{ rw - 1 }} preceding and current row))
             as realized_vol_raw,
         count(log_return_1) over (w rows between {{ rw - 1 }} preceding and current row)
             as realized_vol_n
-    from rolling
+    from per_bar
     window w as ({{ by_bar }})
 ),
 
 features as (
     select
-        volatility.venue,
-        volatility.symbol,
-        volatility.timeframe,
-        volatility.ts,
-        volatility.close_ts,
-        volatility.open,
-        volatility.high,
-        volatility.low,
-        volatility.close,
-        volatility.volume,
-        volatility.spot_close,
-        volatility.mark_close,
-        volatility.index_close,
-        volatility.basis,
+        rolling.venue,
+        rolling.symbol,
+        rolling.timeframe,
+        rolling.ts,
+        rolling.close_ts,
+        rolling.open,
+        rolling.high,
+        rolling.low,
+        rolling.close,
+        rolling.volume,
+        rolling.spot_close,
+        rolling.mark_close,
+        rolling.index_close,
+        rolling.basis,
         case
-            when volatility.basis_n = {{ zw }} then volatility.basis - volatility.basis_mean
+            when rolling.basis_n = {{ zw }} then rolling.basis - rolling.basis_mean
         end as basis_demeaned,
         case
-            when volatility.basis_n = {{ zw }}
-                then {{ zscore('volatility.basis', 'volatility.basis_mean', 'volatility.basis_std') }}
+            when rolling.basis_n = {{ zw }}
+                then {{ zscore('rolling.basis', 'rolling.basis_mean', 'rolling.basis_std') }}
         end as basis_zscore,
         {%- for n in var('basis_velocity_lags') %}
-        volatility.basis_velocity_{{ n }},
+        rolling.basis_velocity_{{ n }},
         {%- endfor %}
         dispersion.basis_dispersion_std,
         dispersion.basis_dispersion_range,
         coalesce(dispersion.basis_venues, 1) as basis_venues,
         {%- for h in var('return_horizons') %}
-        volatility.log_return_{{ h }},
+        rolling.log_return_{{ h }},
         {%- endfor %}
-        case when volatility.realized_vol_n = {{ rw }} then volatility.realized_vol_raw end
+        case when rolling.realized_vol_n = {{ rw }} then rolling.realized_vol_raw end
             as realized_vol,
         case
-            when volatility.log_volume_n = {{ vw }}
+            when rolling.log_volume_n = {{ vw }}
                 then {{ zscore(
-                    'volatility.log_volume', 'volatility.log_volume_mean', 'volatility.log_volume_std'
+                    'rolling.log_volume', 'rolling.log_volume_mean', 'rolling.log_volume_std'
                 ) }}
         end as volume_zscore,
-        volatility.mark_spread,
-        volatility.funding_rate_settled,
-        volatility.funding_settlements,
-        volatility.last_funding_rate,
-        volatility.last_funding_rate_8h,
-        volatility.funding_zscore,
-        volatility.funding_carry_annualized,
-        volatility.interval_h as funding_interval_hours,
+        rolling.mark_spread,
+        rolling.funding_rate_settled,
+        rolling.funding_settlements,
+        rolling.last_funding_rate,
+        rolling.last_funding_rate_8h,
+        rolling.funding_zscore,
+        rolling.funding_carry_annualized,
+        rolling.interval_h as funding_interval_hours,
         (
-            volatility.interval_h * 60
-            - (epoch_ms(volatility.close_ts) // 60000) % (volatility.interval_h * 60)
+            rolling.interval_h * 60
+            - (epoch_ms(rolling.close_ts) // 60000) % (rolling.interval_h * 60)
         ) / 60.0 as hours_to_funding,
-        volatility.order_book_imbalance
-    from volatility
+        rolling.order_book_imbalance
+    from rolling
     left join dispersion
-        on volatility.symbol = dispersion.symbol
-        and volatility.timeframe = dispersion.timeframe
-        and volatility.ts = dispersion.ts
+        on rolling.symbol = dispersion.symbol
+        and rolling.timeframe = dispersion.timeframe
+        and rolling.ts = dispersion.ts
     left join watermarks
-        on volatility.venue = watermarks.venue
-        and volatility.symbol = watermarks.symbol
-        and volatility.timeframe = watermarks.timeframe
-    where {{ bars_to_write('volatility.ts') }}
+        on rolling.venue = watermarks.venue
+        and rolling.symbol = watermarks.symbol
+        and rolling.timeframe = watermarks.timeframe
+    where {{ bars_to_write('rolling.ts') }}
 )
 
 select
