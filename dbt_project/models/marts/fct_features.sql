@@ -40,6 +40,14 @@ per_bar as (
     from bars
 ),
 
+-- Symbols quoted on two venues or more: the only ones with a cross-venue dispersion.
+multi_venue_symbols as (
+    select symbol
+    from per_bar
+    group by symbol
+    having count(distinct venue) >= 2
+),
+
 -- Cross-venue dispersion of basis per (symbol, timeframe, bar); NULL below two venues.
 dispersion as (
     select
@@ -50,6 +58,7 @@ dispersion as (
         stddev_samp(basis) as basis_dispersion_std,
         max(basis) - min(basis) as basis_dispersion_range
     from per_bar
+    where symbol in (select symbol from multi_venue_symbols)
     group by symbol, timeframe, ts
     having count(basis) >= 2
 ),
