@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -106,29 +105,34 @@ def insert_raw(path: Path, ohlcv: pd.DataFrame, funding: pd.DataFrame) -> None:
             con.unregister("frame")
 
 
-def run_dbt(path: Path, *args: str) -> float:
-    """Seconds of ``dbt <args>`` on the warehouse (process start-up included)."""
+GNU_TIME = Path("/usr/bin/time")
+
+
+def run_dbt(path: Path, *args: str) -> tuple[float, float | None]:
+    """Seconds of ``dbt <args>`` on the warehouse (process start-up included) and its peak
+    resident memory in GiB, measured by GNU time (None without it). The peak is measured by a
+    process that execs dbt: a child forked from this one would count this process's frames."""
     env = {
         **os.environ,
         "PERPFOLIO_WAREHOUSE": str(path),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
     }
-    started = time.perf_counter()
-    subprocess.run(
-        [
-            dbt_executable(),
-            *args,
-            "--profiles-dir",
-            DBT_PROJECT_DIR,
-            "--project-dir",
-            DBT_PROJECT_DIR,
-        ],
-        env=env,
-        cwd=DBT_PROJECT_DIR,
-        check=True,
-        capture_output=True,
-    )
-    return time.perf_counter() - started
+    command = [
+        dbt_executable(),
+        *args,
+        "--profiles-dir",
+        DBT_PROJECT_DIR,
+        "--project-dir",
+        DBT_PROJECT_DIR,
+    ]
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        if GNU_TIME.exists():
+            command = [str(GNU_TIME), "-f", "%M", "-o", rss.name, *command]
+        started = time.perf_counter()
+        subprocess.run(command, env=env, cwd=DBT_PROJECT_DIR, check=True, capture_output=True)
+        seconds = time.perf_counter() - started
+        kib = rss.read().strip()
+    return seconds, int(kib) / 2**20 if kib else None
 
 
 def pandas_features(ohlcv: pd.DataFrame, funding: pd.DataFrame, base: str) -> pd.DataFrame:
@@ -234,6 +238,10 @@ def pandas_features(ohlcv: pd.DataFrame, funding: pd.DataFrame, base: str) -> pd
     return pd.concat(marts, ignore_index=True)
 
 
+def gib(peak: float | None) -> str:
+    return "peak n/a: no GNU time" if peak is None else f"peak {peak:.2f} GiB"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeframe", choices=["10m", "1h"], default="1h")
@@ -249,24 +257,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.duckdb"
         insert_raw(path, ohlcv[ohlcv.ts < last_day], funding[funding.ts <= last_day])
-        parse = run_dbt(path, "parse")
-        full_run = run_dbt(path, "run", "--full-refresh")
-        full_build = run_dbt(path, "build", "--full-refresh")
-        peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+        parse, _ = run_dbt(path, "parse")
+        full_run, run_peak = run_dbt(path, "run", "--full-refresh")
+        full_build, build_peak = run_dbt(path, "build", "--full-refresh")
         insert_raw(path, ohlcv[ohlcv.ts >= last_day], funding[funding.ts > last_day])
-        incremental = run_dbt(path, "build")
+        incremental, _ = run_dbt(path, "build")
         with duckdb.connect(str(path)) as con:  # the same new day again, models only
             for table in ("intermediate.int_bars_aligned", "marts.fct_features"):
                 con.execute(f"DELETE FROM {table} WHERE ts >= ?", [last_day])
-        incremental_run = run_dbt(path, "run")
+        incremental_run, _ = run_dbt(path, "run")
         with duckdb.connect(str(path), read_only=True) as con:
             rows = con.execute("SELECT count(*) FROM marts.fct_features").fetchall()[0][0]
     started = time.perf_counter()
     reference = pandas_features(ohlcv, funding, args.timeframe)
     pandas_seconds = time.perf_counter() - started
     print(f"dbt parse (once per project change): {parse:6.1f} s")
-    print(f"dbt run, every timeframe:    {full_run:6.1f} s  ({rows:,} mart rows)")
-    print(f"dbt build (run + tests):     {full_build:6.1f} s  (peak {peak_gib:.2f} GiB)")
+    print(f"dbt run, every timeframe:    {full_run:6.1f} s  ({rows:,} mart rows, {gib(run_peak)})")
+    print(f"dbt build (run + tests):     {full_build:6.1f} s  ({gib(build_peak)})")
     print(f"pandas, same features:       {pandas_seconds:6.1f} s  ({len(reference):,} rows)")
     print(f"pandas / dbt run:            {pandas_seconds / full_run:6.2f}x")
     print(f"pandas / dbt build:          {pandas_seconds / full_build:6.2f}x")
