@@ -23,6 +23,16 @@ with bars as (
     {%- endif %}
 ),
 
+-- Perp and spot closes alone, for the cross-venue dispersion: read from the aligned bars rather
+-- than from `bars`, which would otherwise be materialized to serve two consumers.
+closes as (
+    select venue, symbol, timeframe, ts, (close - spot_close) / spot_close as basis
+    from {{ ref('int_bars_aligned') }}
+    {%- if scan_from %}
+    where ts >= {{ scan_from }}
+    {%- endif %}
+),
+
 watermarks as (
     {{ watermarks() }}
 ),
@@ -43,7 +53,7 @@ per_bar as (
 -- Symbols quoted on two venues or more: the only ones with a cross-venue dispersion.
 multi_venue_symbols as (
     select symbol
-    from per_bar
+    from closes
     group by symbol
     having count(distinct venue) >= 2
 ),
@@ -57,7 +67,7 @@ dispersion as (
         count(basis) as basis_venues,
         stddev_samp(basis) as basis_dispersion_std,
         max(basis) - min(basis) as basis_dispersion_range
-    from per_bar
+    from closes
     where symbol in (select symbol from multi_venue_symbols)
     group by symbol, timeframe, ts
     having count(basis) >= 2
