@@ -28,7 +28,7 @@ def trained_policy(
     train_market = market.slice(0, cut)
     experiment_id = mlflow_registry.activate()
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{config.algorithm}") as run:
-        mlflow.set_tags({"dagster_run_id": context.run_id, "stage": "training"})
+        mlflow.set_tags({"dagster_run_id": context.run.run_id, "stage": "training"})
         mlflow.log_params(config.as_params())
         trained = train_policy(train_market, config)
         mlflow.log_metrics({"train_seconds": trained.train_seconds, "train_bars": cut})
