@@ -26,7 +26,7 @@ with bars as (
 -- Perp and spot closes alone, for the cross-venue dispersion: read from the aligned bars rather
 -- than from `bars`, which would otherwise be materialized to serve two consumers.
 closes as (
-    select venue, symbol, timeframe, ts, (close - spot_close) / spot_close as basis
+    select venue, symbol, timeframe, ts, {{ basis('close', 'spot_close') }} as basis
     from {{ ref('int_bars_aligned') }}
     {%- if scan_from %}
     where ts >= {{ scan_from }}
@@ -40,7 +40,7 @@ watermarks as (
 per_bar as (
     select
         *,
-        (close - spot_close) / spot_close as basis,
+        {{ basis('close', 'spot_close') }} as basis,
         (mark_close - close) / close as mark_spread,
         -- over exactly one bar length (NULL after a missing bar), so realized volatility needs
         -- no second window pass
