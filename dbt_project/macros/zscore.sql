@@ -6,3 +6,9 @@
         when {{ std }} is not null then 0.0
     end
 {%- endmacro %}
+
+{#- True when a rolling mean covers `bars` rows and none was NULL: the mean must be taken over
+    coalesce(value, 'nan'), which is NaN exactly when the window held a NULL. -#}
+{% macro full_window(mean, bar_number, bars) -%}
+    {{ bar_number }} >= {{ bars }} and not isnan({{ mean }})
+{%- endmacro %}

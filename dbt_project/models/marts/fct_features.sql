@@ -23,14 +23,58 @@ with bars as (
     {%- endif %}
 ),
 
--- Perp and spot closes alone, for the cross-venue dispersion: read from the aligned bars rather
--- than from `bars`, which would otherwise be materialized to serve two consumers.
-closes as (
-    select venue, symbol, timeframe, ts, {{ basis('close', 'spot_close') }} as basis
+-- Keys and basis of the same bars, read from the aligned bars rather than from `bars` (which
+-- would otherwise be materialized to serve several consumers): for the cross-venue dispersion
+-- and for placing funding settlements.
+closes as not materialized (
+    select venue, symbol, timeframe, ts, close_ts, {{ basis('close', 'spot_close') }} as basis
     from {{ ref('int_bars_aligned') }}
     {%- if scan_from %}
     where ts >= {{ scan_from }}
     {%- endif %}
+),
+
+funding as (
+    select * from {{ ref('int_funding_rates_scored') }}
+),
+
+-- Each settlement on the first bar of each timeframe that closes at or after it: the bar that
+-- pays it, or the next bar that exists when that one is missing. Settlements before the first
+-- scanned bar all land on it, so an incremental build carries the same latest settlement as a
+-- full build. (An as-of join from the few settlements to the bars' keys, rather than from every
+-- bar with all its columns to the settlements.)
+settlement_bars as (
+    select
+        settlements.venue,
+        settlements.symbol,
+        settlements.timeframe,
+        closes.ts,
+        settlements.settled_at,
+        settlements.funding_rate
+    from (
+        select venue, symbol, settled_at, funding_rate, timeframe
+        from funding
+        cross join (select unnest({{ var('timeframes') }}) as timeframe)
+    ) as settlements
+    asof inner join closes
+        on settlements.venue = closes.venue
+        and settlements.symbol = closes.symbol
+        and settlements.timeframe = closes.timeframe
+        and settlements.settled_at <= closes.close_ts
+),
+
+-- Per bar: the rates settled in (open, close] and the latest settlement placed on the bar.
+funding_in_bar as (
+    select
+        venue,
+        symbol,
+        timeframe,
+        ts,
+        sum(funding_rate) filter (where settled_at > ts) as funding_rate_settled,
+        count(*) filter (where settled_at > ts) as funding_settlements,
+        max(settled_at) as latest_settled_at
+    from settlement_bars
+    group by venue, symbol, timeframe, ts
 ),
 
 watermarks as (
@@ -39,15 +83,22 @@ watermarks as (
 
 per_bar as (
     select
-        *,
-        {{ basis('close', 'spot_close') }} as basis,
-        (mark_close - close) / close as mark_spread,
+        bars.*,
+        {{ basis('bars.close', 'bars.spot_close') }} as basis,
+        (bars.mark_close - bars.close) / bars.close as mark_spread,
         -- over exactly one bar length (NULL after a missing bar), so realized volatility needs
         -- no second window pass
-        ln(close / prev_close) as log_return_1,
-        ln(nullif(volume, 0)) as log_volume,
-        coalesce(funding_interval_hours, 8) as interval_h
+        ln(bars.close / bars.prev_close) as log_return_1,
+        ln(nullif(bars.volume, 0)) as log_volume,
+        coalesce(funding_in_bar.funding_rate_settled, 0.0) as funding_rate_settled,
+        coalesce(funding_in_bar.funding_settlements, 0) as funding_settlements,
+        funding_in_bar.latest_settled_at
     from bars
+    left join funding_in_bar
+        on bars.venue = funding_in_bar.venue
+        and bars.symbol = funding_in_bar.symbol
+        and bars.timeframe = funding_in_bar.timeframe
+        and bars.ts = funding_in_bar.ts
 ),
 
 -- Symbols quoted on two venues or more: the only ones with a cross-venue dispersion.
@@ -73,29 +124,32 @@ dispersion as (
     having count(basis) >= 2
 ),
 
+-- A rolling statistic is kept only over a full window of non-NULL inputs. Instead of a count
+-- per window (a third aggregate each), the mean is taken over the input with NULL read as NaN:
+-- it is NaN exactly when the window holds a NULL, and `bar_number` tells whether it is full.
 rolling as (
     select
         *,
+        row_number() over (w) as bar_number,
+        -- the latest settlement at or before the close
+        last_value(latest_settled_at ignore nulls)
+            over (w rows between unbounded preceding and current row) as last_settled_at,
         {%- for h in var('return_horizons') if h != 1 %}
         ln(close / lag(close, {{ h }}) over (w)) as log_return_{{ h }},
         {%- endfor %}
         {%- for n in var('basis_velocity_lags') %}
         basis - lag(basis, {{ n }}) over (w) as basis_velocity_{{ n }},
         {%- endfor %}
-        avg(basis) over (w rows between {{ zw - 1 }} preceding and current row) as basis_mean,
+        avg(coalesce(basis, 'nan')) over (w rows between {{ zw - 1 }} preceding and current row)
+            as basis_mean,
         stddev_samp(basis) over (w rows between {{ zw - 1 }} preceding and current row)
             as basis_std,
-        count(basis) over (w rows between {{ zw - 1 }} preceding and current row) as basis_n,
-        avg(log_volume) over (w rows between {{ vw - 1 }} preceding and current row)
-            as log_volume_mean,
+        avg(coalesce(log_volume, 'nan'))
+            over (w rows between {{ vw - 1 }} preceding and current row) as log_volume_mean,
         stddev_samp(log_volume) over (w rows between {{ vw - 1 }} preceding and current row)
             as log_volume_std,
-        count(log_volume) over (w rows between {{ vw - 1 }} preceding and current row)
-            as log_volume_n,
-        sqrt(avg(log_return_1 * log_return_1) over (w rows between {{ rw - 1 }} preceding and current row))
-            as realized_vol_raw,
-        count(log_return_1) over (w rows between {{ rw - 1 }} preceding and current row)
-            as realized_vol_n
+        avg(coalesce(log_return_1 * log_return_1, 'nan'))
+            over (w rows between {{ rw - 1 }} preceding and current row) as mean_squared_return
     from per_bar
     window w as ({{ by_bar }})
 ),
@@ -117,10 +171,11 @@ features as (
         rolling.index_close,
         rolling.basis,
         case
-            when rolling.basis_n = {{ zw }} then rolling.basis - rolling.basis_mean
+            when {{ full_window('rolling.basis_mean', 'rolling.bar_number', zw) }}
+                then rolling.basis - rolling.basis_mean
         end as basis_demeaned,
         case
-            when rolling.basis_n = {{ zw }}
+            when {{ full_window('rolling.basis_mean', 'rolling.bar_number', zw) }}
                 then {{ zscore('rolling.basis', 'rolling.basis_mean', 'rolling.basis_std') }}
         end as basis_zscore,
         {%- for n in var('basis_velocity_lags') %}
@@ -132,10 +187,12 @@ features as (
         {%- for h in var('return_horizons') %}
         rolling.log_return_{{ h }},
         {%- endfor %}
-        case when rolling.realized_vol_n = {{ rw }} then rolling.realized_vol_raw end
-            as realized_vol,
         case
-            when rolling.log_volume_n = {{ vw }}
+            when {{ full_window('rolling.mean_squared_return', 'rolling.bar_number', rw) }}
+                then sqrt(rolling.mean_squared_return)
+        end as realized_vol,
+        case
+            when {{ full_window('rolling.log_volume_mean', 'rolling.bar_number', vw) }}
                 then {{ zscore(
                     'rolling.log_volume', 'rolling.log_volume_mean', 'rolling.log_volume_std'
                 ) }}
@@ -143,17 +200,22 @@ features as (
         rolling.mark_spread,
         rolling.funding_rate_settled,
         rolling.funding_settlements,
-        rolling.last_funding_rate,
-        rolling.last_funding_rate_8h,
-        rolling.funding_zscore,
-        rolling.funding_carry_annualized,
-        rolling.interval_h as funding_interval_hours,
+        last_funding.funding_rate as last_funding_rate,
+        last_funding.funding_rate_8h as last_funding_rate_8h,
+        last_funding.funding_zscore,
+        last_funding.funding_carry_annualized,
+        coalesce(last_funding.interval_hours, 8) as funding_interval_hours,
         (
-            rolling.interval_h * 60
-            - (epoch_ms(rolling.close_ts) // 60000) % (rolling.interval_h * 60)
+            coalesce(last_funding.interval_hours, 8) * 60
+            - (epoch_ms(rolling.close_ts) // 60000)
+            % (coalesce(last_funding.interval_hours, 8) * 60)
         ) / 60.0 as hours_to_funding,
         rolling.order_book_imbalance
     from rolling
+    left join funding as last_funding
+        on rolling.venue = last_funding.venue
+        and rolling.symbol = last_funding.symbol
+        and rolling.last_settled_at = last_funding.settled_at
     left join dispersion
         on rolling.symbol = dispersion.symbol
         and rolling.timeframe = dispersion.timeframe
