@@ -41,7 +41,7 @@ ui: install
 	$(BIN)/perpfolio ui
 
 bench: install
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(PERPFOLIO_HOME) dbt_project/target dbt_project/logs

@@ -2,10 +2,12 @@
 
 Builds a synthetic raw warehouse (18 symbols x 4 years by default), then times, each as its own
 dbt process (start-up, adapter and materializations included): the feature build (`dbt run
---full-refresh`, every timeframe), the same with dbt's tests (`dbt build --full-refresh`), the
-same features in pandas, and an incremental refresh after one new day. Parsing the project is
-timed apart: dbt does it once per project or profile change (Dagster prepares the manifest when
-it loads the code), not per build. Prints figures; asserts nothing.
+--full-refresh`, every timeframe), the same with dbt's tests (`dbt build --full-refresh`), and
+an incremental refresh after one new day. Parsing the project is timed apart: dbt does it once
+per project or profile change (Dagster prepares the manifest when it loads the code), not per
+build. The same features in pandas are timed twice: in this process on data frames already in
+memory (compute only), and end to end like dbt, as a process that starts, reads the raw tables
+from the warehouse and writes its feature table back. Prints figures; asserts nothing.
 
     .venv/bin/python bench/bench_features.py --timeframe 1h
     .venv/bin/python bench/bench_features.py --timeframe 10m
@@ -31,10 +33,8 @@ sys.path.insert(0, str(ROOT))
 from orchestration.ingestion.warehouse import ensure_raw_schema  # noqa: E402
 from orchestration.resources import DBT_PROJECT_DIR, dbt_executable  # noqa: E402
 
-BAR_MINUTES = {"10m": 10, "30m": 30, "1h": 60, "1d": 1440}
-TIMEFRAMES = ("10m", "30m", "1h", "1d")
-Z_WINDOW, VOL_WINDOW, VOLUME_WINDOW, FUNDING_WINDOW = 24, 24, 24, 21
-HORIZONS, VELOCITY_LAGS = (1, 4, 24), (1, 24)
+sys.path.insert(0, str(ROOT / "bench"))
+from pandas_features import BAR_MINUTES, pandas_features  # noqa: E402
 
 
 def synthetic_raw(n_symbols: int, days: int, timeframe: str, seed: int = 0) -> dict:
@@ -135,107 +135,17 @@ def run_dbt(path: Path, *args: str) -> tuple[float, float | None]:
     return seconds, int(kib) / 2**20 if kib else None
 
 
-def pandas_features(ohlcv: pd.DataFrame, funding: pd.DataFrame, base: str) -> pd.DataFrame:
-    """The mart's features, straightforwardly in pandas (groupby, resample, rolling, merge_asof)."""
-    wide = ohlcv.pivot_table(
-        index=["venue", "symbol", "ts"],
-        columns="market",
-        values=["open", "high", "low", "close", "volume"],
-    )
-    bars = pd.DataFrame(
-        {
-            "open": wide[("open", "perp")],
-            "high": wide[("high", "perp")],
-            "low": wide[("low", "perp")],
-            "close": wide[("close", "perp")],
-            "volume": wide[("volume", "perp")],
-            "spot_close": wide[("close", "spot")],
-            "mark_close": wide[("close", "mark")],
-        }
-    ).reset_index()
-    funding = funding.sort_values(["venue", "symbol", "ts"]).reset_index(drop=True)
-    froll = funding.groupby(["venue", "symbol"]).funding_rate.rolling(FUNDING_WINDOW)
-    fmean = froll.mean().reset_index(level=[0, 1], drop=True)
-    fstd = froll.std().reset_index(level=[0, 1], drop=True)
-    funding["funding_zscore"] = (funding.funding_rate - fmean) / fstd
-    marts = []
-    for timeframe in TIMEFRAMES:
-        minutes = BAR_MINUTES[timeframe]
-        if minutes < BAR_MINUTES[base]:
-            continue
-        if minutes == BAR_MINUTES[base]:
-            tf = bars.copy()
-        else:
-            bucket = bars.ts.dt.floor(f"{minutes}min")
-            grouped = bars.assign(bucket=bucket).groupby(["venue", "symbol", "bucket"])
-            tf = (
-                grouped.agg(
-                    open=("open", "first"),
-                    high=("high", "max"),
-                    low=("low", "min"),
-                    close=("close", "last"),
-                    volume=("volume", "sum"),
-                    spot_close=("spot_close", "last"),
-                    mark_close=("mark_close", "last"),
-                    n=("close", "count"),
-                )
-                .reset_index()
-                .rename(columns={"bucket": "ts"})
-            )
-            tf = tf[tf.n == minutes // BAR_MINUTES[base]].drop(columns="n")
-        tf["timeframe"] = timeframe
-        tf["close_ts"] = tf.ts + pd.Timedelta(minutes=minutes)
-        tf = tf.sort_values(["venue", "symbol", "ts"]).reset_index(drop=True)
-        g = tf.groupby(["venue", "symbol"])
-        tf["basis"] = (tf.close - tf.spot_close) / tf.spot_close
-        tf["mark_spread"] = (tf.mark_close - tf.close) / tf.close
-        for h in HORIZONS:
-            tf[f"log_return_{h}"] = np.log(tf.close / g.close.shift(h))
-        for n in VELOCITY_LAGS:
-            tf[f"basis_velocity_{n}"] = tf.basis - g.basis.shift(n)
-        roll = g.basis.rolling(Z_WINDOW)
-        mean = roll.mean().reset_index(level=[0, 1], drop=True)
-        std = roll.std().reset_index(level=[0, 1], drop=True)
-        tf["basis_zscore"] = (tf.basis - mean) / std
-        tf["log_volume"] = np.log(tf.volume)
-        vroll = tf.groupby(["venue", "symbol"]).log_volume.rolling(VOLUME_WINDOW)
-        vmean = vroll.mean().reset_index(level=[0, 1], drop=True)
-        vstd = vroll.std().reset_index(level=[0, 1], drop=True)
-        tf["volume_zscore"] = (tf.log_volume - vmean) / vstd
-        squared = (tf.log_return_1**2).groupby([tf.venue, tf.symbol]).rolling(VOL_WINDOW).mean()
-        tf["realized_vol"] = np.sqrt(squared.reset_index(level=[0, 1], drop=True))
-        tf = pd.merge_asof(
-            tf.sort_values("close_ts"),
-            funding.rename(columns={"ts": "settled_at"}).sort_values("settled_at"),
-            left_on="close_ts",
-            right_on="settled_at",
-            by=["venue", "symbol"],
-        )
-        settled_bar = funding.assign(
-            ts=(funding.ts - pd.Timedelta(microseconds=1)).dt.floor(f"{minutes}min")
-        )
-        paid = (
-            settled_bar.groupby(["venue", "symbol", "ts"])
-            .funding_rate.sum()
-            .rename("funding_rate_settled")
-        )
-        tf = tf.merge(paid.reset_index(), on=["venue", "symbol", "ts"], how="left")
-        tf["funding_rate_settled"] = tf.funding_rate_settled.fillna(0.0)
-        rate_8h = tf.funding_rate * 8 / tf.interval_hours
-        tf["funding_carry_annualized"] = tf.funding_rate * 24 * 365 / tf.interval_hours
-        close_minute = (tf.close_ts - pd.Timestamp("1970-01-01")) // pd.Timedelta(minutes=1)
-        tf["hours_to_funding"] = (
-            tf.interval_hours * 60 - close_minute % (tf.interval_hours * 60)
-        ) / 60
-        tf["regime"] = np.select(
-            [(tf.basis > 0.0005) & (rate_8h >= 0.0001), (tf.basis < -0.0005) & (rate_8h < 0)],
-            ["contango_high_funding", "backwardation_negative_funding"],
-            "flat",
-        )
-        dispersion = tf.groupby(["symbol", "ts"]).basis.agg(["std", "max", "min", "count"])
-        tf = tf.merge(dispersion.reset_index(), on=["symbol", "ts"], how="left")
-        marts.append(tf)
-    return pd.concat(marts, ignore_index=True)
+def run_pandas_end_to_end(path: Path, base: str) -> tuple[float, float | None]:
+    """Seconds and peak GiB of `pandas_end_to_end` as its own process (start-up included)."""
+    command = [sys.executable, str(Path(__file__).with_name("pandas_features.py")), str(path), base]
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        if GNU_TIME.exists():
+            command = [str(GNU_TIME), "-f", "%M", "-o", rss.name, *command]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        seconds = time.perf_counter() - started
+        kib = rss.read().strip()
+    return seconds, int(kib) / 2**20 if kib else None
 
 
 def gib(peak: float | None) -> str:
@@ -268,15 +178,18 @@ def main() -> None:
         incremental_run, _ = run_dbt(path, "run")
         with duckdb.connect(str(path), read_only=True) as con:
             rows = con.execute("SELECT count(*) FROM marts.fct_features").fetchall()[0][0]
+        pandas_process, pandas_peak = run_pandas_end_to_end(path, args.timeframe)
     started = time.perf_counter()
     reference = pandas_features(ohlcv, funding, args.timeframe)
     pandas_seconds = time.perf_counter() - started
     print(f"dbt parse (once per project change): {parse:6.1f} s")
     print(f"dbt run, every timeframe:    {full_run:6.1f} s  ({rows:,} mart rows, {gib(run_peak)})")
     print(f"dbt build (run + tests):     {full_build:6.1f} s  ({gib(build_peak)})")
-    print(f"pandas, same features:       {pandas_seconds:6.1f} s  ({len(reference):,} rows)")
-    print(f"pandas / dbt run:            {pandas_seconds / full_run:6.2f}x")
-    print(f"pandas / dbt build:          {pandas_seconds / full_build:6.2f}x")
+    print(f"pandas, compute only:        {pandas_seconds:6.1f} s  ({len(reference):,} rows)")
+    print(f"pandas, end to end:          {pandas_process:6.1f} s  ({gib(pandas_peak)})")
+    print(f"pandas compute / dbt run:    {pandas_seconds / full_run:6.2f}x")
+    print(f"pandas compute / dbt build:  {pandas_seconds / full_build:6.2f}x")
+    print(f"pandas end to end / dbt run: {pandas_process / full_run:6.2f}x")
     print(f"incremental +1 day: dbt build {incremental:.1f} s, dbt run {incremental_run:.1f} s")
 
 
