@@ -52,6 +52,8 @@ def test_dbt_build_args_pass_the_window_as_vars():
     config = FeatureBuildConfig(window_start="2024-01-02", full_refresh=True)
     assert dbt_build_args(config) == [
         "build",
+        "--exclude-resource-type",
+        "unit_test",
         "--vars",
         '{"window_start": "2024-01-02"}',
         "--full-refresh",
