@@ -110,10 +110,22 @@ def insert_raw(path: Path, ohlcv: pd.DataFrame, funding: pd.DataFrame) -> None:
 GNU_TIME = Path("/usr/bin/time")
 
 
+def timed_process(command: list[str], **run_kwargs) -> tuple[float, float | None]:
+    """Seconds of ``command`` (process start-up included) and its peak resident memory in GiB,
+    measured by GNU time (None without it). The peak is measured by a process that execs the
+    command: a child forked from this one would count this process's frames."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        if GNU_TIME.exists():
+            command = [str(GNU_TIME), "-f", "%M", "-o", rss.name, *command]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, **run_kwargs)
+        seconds = time.perf_counter() - started
+        kib = rss.read().strip()
+    return seconds, int(kib) / 2**20 if kib else None
+
+
 def run_dbt(path: Path, *args: str) -> tuple[float, float | None]:
-    """Seconds of ``dbt <args>`` on the warehouse (process start-up included) and its peak
-    resident memory in GiB, measured by GNU time (None without it). The peak is measured by a
-    process that execs dbt: a child forked from this one would count this process's frames."""
+    """Seconds and peak GiB of ``dbt <args>`` on the warehouse."""
     env = {
         **os.environ,
         "PERPFOLIO_WAREHOUSE": str(path),
@@ -127,27 +139,13 @@ def run_dbt(path: Path, *args: str) -> tuple[float, float | None]:
         "--project-dir",
         DBT_PROJECT_DIR,
     ]
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
-        if GNU_TIME.exists():
-            command = [str(GNU_TIME), "-f", "%M", "-o", rss.name, *command]
-        started = time.perf_counter()
-        subprocess.run(command, env=env, cwd=DBT_PROJECT_DIR, check=True, capture_output=True)
-        seconds = time.perf_counter() - started
-        kib = rss.read().strip()
-    return seconds, int(kib) / 2**20 if kib else None
+    return timed_process(command, env=env, cwd=DBT_PROJECT_DIR)
 
 
 def run_pandas_end_to_end(path: Path, base: str) -> tuple[float, float | None]:
-    """Seconds and peak GiB of `pandas_end_to_end` as its own process (start-up included)."""
-    command = [sys.executable, str(Path(__file__).with_name("pandas_features.py")), str(path), base]
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
-        if GNU_TIME.exists():
-            command = [str(GNU_TIME), "-f", "%M", "-o", rss.name, *command]
-        started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
-        seconds = time.perf_counter() - started
-        kib = rss.read().strip()
-    return seconds, int(kib) / 2**20 if kib else None
+    """Seconds and peak GiB of the pandas build as its own process, reading and writing ``path``."""
+    script = Path(__file__).with_name("pandas_features.py")
+    return timed_process([sys.executable, str(script), str(path), base])
 
 
 def gib(peak: float | None) -> str:
