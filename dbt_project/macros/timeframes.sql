@@ -20,3 +20,9 @@
     {%- endfor -%}
     {{ return(minutes | max) }}
 {%- endmacro %}
+
+{#- A relation of the `timeframes` var: (timeframe, bar_minutes), one row each. -#}
+{% macro configured_timeframes() -%}
+    select timeframe, {{ timeframe_minutes('timeframe') }} as bar_minutes
+    from (select unnest({{ var('timeframes') }}) as timeframe)
+{%- endmacro %}

@@ -25,10 +25,7 @@ with bars as not materialized (
 ),
 
 timeframes as (
-    select
-        timeframe,
-        {{ timeframe_minutes('timeframe') }} as bar_minutes
-    from (select unnest({{ var('timeframes') }}) as timeframe)
+    {{ configured_timeframes() }}
 ),
 
 finest as (

@@ -9,10 +9,7 @@ order_book as (
 ),
 
 timeframes as (
-    select
-        timeframe,
-        {{ timeframe_minutes('timeframe') }} as bar_minutes
-    from (select unnest({{ var('timeframes') }}) as timeframe)
+    {{ configured_timeframes() }}
 ),
 
 -- A snapshot at t belongs to each bar whose [open, close] holds t: the bar it falls in and, when

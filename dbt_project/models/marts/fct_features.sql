@@ -52,9 +52,10 @@ settlement_bars as (
         settlements.settled_at,
         settlements.funding_rate
     from (
-        select venue, symbol, settled_at, funding_rate, timeframe
+        select funding.venue, funding.symbol, funding.settled_at, funding.funding_rate,
+            timeframes.timeframe
         from funding
-        cross join (select unnest({{ var('timeframes') }}) as timeframe)
+        cross join ({{ configured_timeframes() }}) as timeframes
     ) as settlements
     asof inner join closes
         on settlements.venue = closes.venue
