@@ -5,11 +5,11 @@ dbt process (start-up, adapter and materializations included): the feature build
 --full-refresh`, every timeframe), the same with dbt's data tests (the `dbt build` the pipeline
 runs, with `--full-refresh`), and an incremental refresh after one new day. Parsing the
 project is timed apart: dbt does it once per project or profile change (Dagster prepares the
-manifest when it loads the code), not per build. The feature build is timed once more in this
-process, with dbt imported and its manifest loaded: dbt's own work without its start-up. The
-same features in pandas are timed twice: in this process on data frames already in memory
-(compute only), and end to end like dbt, as a process that starts, reads the raw tables from
-the warehouse and writes its feature table back.
+manifest when it loads the code), not per build. The feature build is timed once more inside a
+warm dbt process (`dbt_warm.py`: dbt imported, its manifest loaded): dbt's own work without its
+start-up. The same features in pandas are timed twice: in this process on data frames already
+in memory (compute only), and end to end like dbt, as a process that starts, reads the raw
+tables from the warehouse and writes its feature table back.
 Prints figures; asserts nothing.
 
     .venv/bin/python bench/bench_features.py --timeframe 1h
@@ -145,24 +145,16 @@ def run_dbt(path: Path, *args: str) -> tuple[float, float | None]:
 
 
 def run_dbt_warm(path: Path, *args: str) -> float:
-    """Seconds of ``dbt <args>`` invoked in this process once dbt is imported, the manifest
-    loaded and the adapter warmed up by a one-view run: the counterpart of pandas' compute,
-    which runs with pandas imported and its frames in memory. The pipeline runs dbt as a
-    process; this tells dbt's work apart from its start-up."""
-    from dbt.cli.main import dbtRunner
-
-    os.environ["PERPFOLIO_WAREHOUSE"] = str(path)
-    os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "False"
-    common = ["--profiles-dir", DBT_PROJECT_DIR, "--project-dir", DBT_PROJECT_DIR, "--quiet"]
-    manifest = dbtRunner().invoke(["parse", *common]).result
-    runner = dbtRunner(manifest=manifest)
-    runner.invoke(["run", "--select", "stg_market__data_gaps", *common])
-    started = time.perf_counter()
-    result = runner.invoke([*args, *common])
-    seconds = time.perf_counter() - started
-    if not result.success:
-        raise RuntimeError(f"dbt {' '.join(args)} failed in process: {result.exception}")
-    return seconds
+    """Seconds of ``dbt <args>`` inside a warm dbt process (``dbt_warm.py``)."""
+    script = Path(__file__).with_name("dbt_warm.py")
+    done = subprocess.run(
+        [sys.executable, str(script), str(path), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=DBT_PROJECT_DIR,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def run_pandas_end_to_end(path: Path, base: str) -> tuple[float, float | None]:
@@ -203,11 +195,10 @@ def main() -> None:
         with duckdb.connect(str(path), read_only=True) as con:
             rows = con.execute("SELECT count(*) FROM marts.fct_features").fetchall()[0][0]
         pandas_process, pandas_peak = run_pandas_end_to_end(path, args.timeframe)
-        started = time.perf_counter()
-        reference_rows = len(pandas_features(ohlcv, funding, args.timeframe))
-        pandas_seconds = time.perf_counter() - started
-        # Last: dbt then holds the file open and its memory in this process.
         warm_run = run_dbt_warm(path, "run", "--full-refresh")
+    started = time.perf_counter()
+    reference_rows = len(pandas_features(ohlcv, funding, args.timeframe))
+    pandas_seconds = time.perf_counter() - started
     print(f"dbt parse (once per project change): {parse:6.1f} s")
     print(f"dbt run, every timeframe:    {full_run:6.1f} s  ({rows:,} mart rows, {gib(run_peak)})")
     print(f"dbt build (+ data tests):     {full_build:6.1f} s  ({gib(build_peak)})")
@@ -215,7 +206,7 @@ def main() -> None:
     print(f"pandas, end to end:          {pandas_process:6.1f} s  ({gib(pandas_peak)})")
     print(f"pandas compute / dbt run:    {pandas_seconds / full_run:6.2f}x")
     print(f"pandas compute / dbt build:  {pandas_seconds / full_build:6.2f}x")
-    print(f"dbt run, warm in-process:    {warm_run:6.1f} s  (imports done, manifest loaded)")
+    print(f"dbt run in a warm process:   {warm_run:6.1f} s  (imports done, manifest loaded)")
     print(f"pandas compute / warm dbt:   {pandas_seconds / warm_run:6.2f}x")
     print(f"pandas end to end / dbt run: {pandas_process / full_run:6.2f}x")
     print(f"incremental +1 day: dbt build {incremental:.1f} s, dbt run {incremental_run:.1f} s")
