@@ -148,7 +148,7 @@ def run_dbt_warm(path: Path, *args: str) -> float:
     """Seconds of ``dbt <args>`` inside a warm dbt process (``dbt_warm.py``)."""
     script = Path(__file__).with_name("dbt_warm.py")
     done = subprocess.run(
-        [sys.executable, str(script), str(path), *args],
+        [sys.executable, str(script), DBT_PROJECT_DIR, str(path), *args],
         check=True,
         capture_output=True,
         text=True,

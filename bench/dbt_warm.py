@@ -3,7 +3,7 @@ adapter warmed up by a one-view run, the counterpart of pandas' compute on frame
 Prints the seconds. The pipeline runs dbt as a process; this tells dbt's work apart from its
 start-up.
 
-    .venv/bin/python bench/dbt_warm.py WAREHOUSE run --full-refresh
+    .venv/bin/python bench/dbt_warm.py DBT_PROJECT_DIR WAREHOUSE run --full-refresh
 """
 
 from __future__ import annotations
@@ -11,19 +11,15 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT_DIR = str(ROOT / "dbt_project")
 
 
 def main() -> None:
-    warehouse, *args = sys.argv[1:]
+    project_dir, warehouse, *args = sys.argv[1:]
     os.environ["PERPFOLIO_WAREHOUSE"] = warehouse
     os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "False"
     from dbt.cli.main import dbtRunner
 
-    common = ["--profiles-dir", PROJECT_DIR, "--project-dir", PROJECT_DIR, "--quiet"]
+    common = ["--profiles-dir", project_dir, "--project-dir", project_dir, "--quiet"]
     manifest = dbtRunner().invoke(["parse", *common]).result
     runner = dbtRunner(manifest=manifest)
     runner.invoke(["run", "--select", "stg_market__data_gaps", *common])
