@@ -19,16 +19,11 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
-from dagster_dbt import (
-    DagsterDbtTranslator,
-    DagsterDbtTranslatorSettings,
-    DbtCliResource,
-    DbtProject,
-    dbt_assets,
-)
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject, dbt_assets
 
 from orchestration.assets.ingestion import DAILY
 from orchestration.resources import DBT_PROJECT_DIR
+from orchestration.resources.dbt_fork import ForkedDbt
 from orchestration.resources.warehouse import DuckDBWarehouse
 
 FEATURE_MART = dg.AssetKey(["marts", "fct_features"])
@@ -170,16 +165,14 @@ def feature_summary(warehouse: DuckDBWarehouse) -> dict[str, Any]:
 def dbt_features(
     context: dg.AssetExecutionContext,
     config: FeatureBuildConfig,
-    dbt: DbtCliResource,
+    dbt: ForkedDbt,
     warehouse: DuckDBWarehouse,
 ) -> Iterator[Any]:
     """Build and test the dbt models against the warehouse file."""
     os.environ["PERPFOLIO_WAREHOUSE"] = warehouse.path
     args = dbt_build_args(build_window(context, config))
     context.log.info(f"dbt {' '.join(args)}")
-    invocation = dbt.cli(args, context=context, raise_on_error=False)
-    # dbt holds the DuckDB file until it exits: collect its events, then read the summary.
-    events = list(invocation.stream())
+    invocation, events = dbt.build(args, context)
     built = [
         e
         for e in events
@@ -190,5 +183,8 @@ def dbt_features(
         if event in built:
             event = event.with_metadata({**event.metadata, **summary})
         yield event
-    if not invocation.is_successful():
-        raise dg.Failure(f"dbt build failed: {invocation.get_error()}")
+    if not invocation.success:
+        raise dg.Failure(
+            "dbt build failed:\n" + "\n".join(invocation.failures),
+            metadata={"dbt_log": str(invocation.target_path / "dbt.log")},
+        )

@@ -6,8 +6,7 @@ import os
 import shutil
 import sys
 
-from dagster_dbt import DbtCliResource
-
+from orchestration.resources.dbt_fork import ForkedDbt
 from orchestration.resources.market_source import market_source_for
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.settings import PromotionGateSettings, TrainingSettings
@@ -40,11 +39,7 @@ def build_resources(environment: str | None = None) -> dict[str, object]:
     paths = ProjectPaths.from_env().ensure()
     shared = {
         "warehouse": DuckDBWarehouse(path=str(paths.warehouse)),
-        "dbt": DbtCliResource(
-            project_dir=DBT_PROJECT_DIR,
-            profiles_dir=DBT_PROJECT_DIR,
-            dbt_executable=dbt_executable(),
-        ),
+        "dbt": ForkedDbt(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR),
         "mlflow_registry": MlflowRegistry(
             tracking_uri=paths.mlflow_tracking_uri,
             artifact_root=str(paths.mlflow_artifacts),
