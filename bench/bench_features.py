@@ -1,15 +1,15 @@
 """Speed of the dbt feature build against a straightforward pandas implementation.
 
-Builds a synthetic raw warehouse (18 symbols x 4 years by default), then times, each as its own
-dbt process (start-up, adapter and materializations included): the feature build (`dbt run
---full-refresh`, every timeframe), the same with dbt's data tests (the `dbt build` the pipeline
-runs, with `--full-refresh`), and an incremental refresh after one new day. Parsing the
-project is timed apart: dbt does it once per project or profile change (Dagster prepares the
-manifest when it loads the code), not per build. The feature build is timed once more inside a
-warm dbt process (`dbt_warm.py`: dbt imported, its manifest loaded): dbt's own work without its
-start-up. The same features in pandas are timed twice: in this process on data frames already
-in memory (compute only), and end to end like dbt, as a process that starts, reads the raw
-tables from the warehouse and writes its feature table back.
+Builds a synthetic raw warehouse (18 symbols x 4 years by default), then times the feature
+build (every timeframe) and an incremental refresh after one new day two ways:
+- as the pipeline runs dbt (``dbt_forked.py``): from a process that has loaded the code location,
+  as a Dagster step has, dbt parses the project and runs in a forked child: parse, adapter,
+  materializations, tests and artifacts included, the imports being the step's;
+- as a ``dbt`` process of its own, start-up and imports included, with its peak memory.
+`dbt run` builds the models; `dbt build` (the pipeline's arguments) also runs the data tests.
+The same features in pandas are timed three ways: end to end as a process that starts, reads
+the raw tables from the warehouse and writes its feature table back; the same without the
+process's start-up and imports; and in this process on frames already in memory (compute only).
 Prints figures; asserts nothing.
 
     .venv/bin/python bench/bench_features.py --timeframe 1h
@@ -112,22 +112,23 @@ def insert_raw(path: Path, ohlcv: pd.DataFrame, funding: pd.DataFrame) -> None:
 GNU_TIME = Path("/usr/bin/time")
 
 
-def timed_process(command: list[str], **run_kwargs) -> tuple[float, float | None]:
-    """Seconds of ``command`` (process start-up included) and its peak resident memory in GiB,
-    measured by GNU time (None without it). The peak is measured by a process that execs the
-    command: a child forked from this one would count this process's frames."""
+def timed_process(command: list[str], **run_kwargs) -> tuple[float, float | None, str]:
+    """Seconds of ``command`` (process start-up included), its peak resident memory in GiB,
+    measured by GNU time (None without it), and its standard output. The peak is measured by a
+    process that execs the command: a child forked from this one would count this process's
+    frames."""
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         if GNU_TIME.exists():
             command = [str(GNU_TIME), "-f", "%M", "-o", rss.name, *command]
         started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, **run_kwargs)
+        done = subprocess.run(command, check=True, capture_output=True, text=True, **run_kwargs)
         seconds = time.perf_counter() - started
         kib = rss.read().strip()
-    return seconds, int(kib) / 2**20 if kib else None
+    return seconds, int(kib) / 2**20 if kib else None, done.stdout
 
 
 def run_dbt(path: Path, *args: str) -> tuple[float, float | None]:
-    """Seconds and peak GiB of ``dbt <args>`` on the warehouse."""
+    """Seconds and peak GiB of a ``dbt <args>`` process on the warehouse."""
     env = {
         **os.environ,
         "PERPFOLIO_WAREHOUSE": str(path),
@@ -141,26 +142,35 @@ def run_dbt(path: Path, *args: str) -> tuple[float, float | None]:
         "--project-dir",
         DBT_PROJECT_DIR,
     ]
-    return timed_process(command, env=env, cwd=DBT_PROJECT_DIR)
+    seconds, peak, _ = timed_process(command, env=env, cwd=DBT_PROJECT_DIR)
+    return seconds, peak
 
 
-def run_dbt_warm(path: Path, *args: str) -> float:
-    """Seconds of ``dbt <args>`` inside a warm dbt process (``dbt_warm.py``)."""
-    script = Path(__file__).with_name("dbt_warm.py")
+def run_dbt_forked(path: Path, *args: str) -> float:
+    """Seconds of ``dbt <args>`` as the pipeline runs it (``dbt_forked.py``)."""
+    script = Path(__file__).with_name("dbt_forked.py")
     done = subprocess.run(
-        [sys.executable, str(script), DBT_PROJECT_DIR, str(path), *args],
+        [sys.executable, str(script), str(path), *args],
         check=True,
         capture_output=True,
         text=True,
-        cwd=DBT_PROJECT_DIR,
     )
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def run_pandas_end_to_end(path: Path, base: str) -> tuple[float, float | None]:
-    """Seconds and peak GiB of the pandas build as its own process, reading and writing ``path``."""
+def run_pandas_end_to_end(path: Path, base: str) -> tuple[float, float | None, float]:
+    """Seconds and peak GiB of the pandas build as its own process, reading and writing ``path``,
+    and its seconds after its imports."""
     script = Path(__file__).with_name("pandas_features.py")
-    return timed_process([sys.executable, str(script), str(path), base])
+    seconds, peak, stdout = timed_process([sys.executable, str(script), str(path), base])
+    return seconds, peak, float(stdout.strip().splitlines()[-1])
+
+
+def drop_day(path: Path, day: pd.Timestamp) -> None:
+    """Delete the incremental tables' rows from ``day`` on, so dbt builds that day again."""
+    with duckdb.connect(str(path)) as con:
+        for table in ("intermediate.int_bars_aligned", "marts.fct_features"):
+            con.execute(f"DELETE FROM {table} WHERE ts >= ?", [day])
 
 
 def gib(peak: float | None) -> str:
@@ -183,33 +193,45 @@ def main() -> None:
         path = Path(tmp) / "bench.duckdb"
         insert_raw(path, ohlcv[ohlcv.ts < last_day], funding[funding.ts <= last_day])
         parse, _ = run_dbt(path, "parse")
-        full_run, run_peak = run_dbt(path, "run", "--full-refresh")
         full_build_args = dbt_build_args(FeatureBuildConfig(full_refresh=True))
+        forked_run = run_dbt_forked(path, "run", "--full-refresh")
+        forked_build = run_dbt_forked(path, *full_build_args)
+        full_run, run_peak = run_dbt(path, "run", "--full-refresh")
         full_build, build_peak = run_dbt(path, *full_build_args)
         insert_raw(path, ohlcv[ohlcv.ts >= last_day], funding[funding.ts > last_day])
-        incremental, _ = run_dbt(path, *dbt_build_args(FeatureBuildConfig()))
-        with duckdb.connect(str(path)) as con:  # the same new day again, models only
-            for table in ("intermediate.int_bars_aligned", "marts.fct_features"):
-                con.execute(f"DELETE FROM {table} WHERE ts >= ?", [last_day])
-        incremental_run, _ = run_dbt(path, "run")
+        day_build_args = dbt_build_args(FeatureBuildConfig())
+        day_forked_build = run_dbt_forked(path, *day_build_args)
+        drop_day(path, last_day)
+        day_forked_run = run_dbt_forked(path, "run")
+        drop_day(path, last_day)
+        day_build, _ = run_dbt(path, *day_build_args)
+        drop_day(path, last_day)
+        day_run, _ = run_dbt(path, "run")
         with duckdb.connect(str(path), read_only=True) as con:
             rows = con.execute("SELECT count(*) FROM marts.fct_features").fetchall()[0][0]
-        pandas_process, pandas_peak = run_pandas_end_to_end(path, args.timeframe)
-        warm_run = run_dbt_warm(path, "run", "--full-refresh")
+        pandas_process, pandas_peak, pandas_warm = run_pandas_end_to_end(path, args.timeframe)
     started = time.perf_counter()
     reference_rows = len(pandas_features(ohlcv, funding, args.timeframe))
-    pandas_seconds = time.perf_counter() - started
+    pandas_compute = time.perf_counter() - started
     print(f"dbt parse (once per project change): {parse:6.1f} s")
-    print(f"dbt run, every timeframe:    {full_run:6.1f} s  ({rows:,} mart rows, {gib(run_peak)})")
-    print(f"dbt build (+ data tests):     {full_build:6.1f} s  ({gib(build_peak)})")
-    print(f"pandas, compute only:        {pandas_seconds:6.1f} s  ({reference_rows:,} rows)")
-    print(f"pandas, end to end:          {pandas_process:6.1f} s  ({gib(pandas_peak)})")
-    print(f"pandas compute / dbt run:    {pandas_seconds / full_run:6.2f}x")
-    print(f"pandas compute / dbt build:  {pandas_seconds / full_build:6.2f}x")
-    print(f"dbt run in a warm process:   {warm_run:6.1f} s  (imports done, manifest loaded)")
-    print(f"pandas compute / warm dbt:   {pandas_seconds / warm_run:6.2f}x")
-    print(f"pandas end to end / dbt run: {pandas_process / full_run:6.2f}x")
-    print(f"incremental +1 day: dbt build {incremental:.1f} s, dbt run {incremental_run:.1f} s")
+    print(f"mart: {rows:,} rows; pandas reference: {reference_rows:,} rows")
+    print("as the pipeline runs dbt (forked from the loaded code location, parse included):")
+    print(f"  dbt run, every timeframe:          {forked_run:6.1f} s")
+    print(f"  dbt build (+ data tests):           {forked_build:6.1f} s")
+    print(f"  +1 day: dbt run {day_forked_run:.1f} s, dbt build {day_forked_build:.1f} s")
+    print("as a dbt process (start-up and imports included):")
+    print(f"  dbt run, every timeframe:          {full_run:6.1f} s  ({gib(run_peak)})")
+    print(f"  dbt build (+ data tests):           {full_build:6.1f} s  ({gib(build_peak)})")
+    print(f"  +1 day: dbt run {day_run:.1f} s, dbt build {day_build:.1f} s")
+    print("pandas:")
+    print(f"  process (start-up, read, compute, write): {pandas_process:6.1f} s")
+    print(f"    ({gib(pandas_peak)})")
+    print(f"  after imports (read, compute, write):     {pandas_warm:6.1f} s")
+    print(f"  compute only, frames in memory:           {pandas_compute:6.1f} s")
+    print("ratios, pandas time / dbt time:")
+    print(f"  pandas after imports / pipeline dbt run: {pandas_warm / forked_run:6.2f}x")
+    print(f"  pandas process / dbt process:            {pandas_process / full_run:6.2f}x")
+    print(f"  pandas compute / pipeline dbt run:       {pandas_compute / forked_run:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Run as a script it is the end-to-end pandas build, the counterpart of one `dbt run`: a process
 that reads the raw bars and funding from a warehouse, computes every feature, and writes the
-table back (to `bench_pandas.features`). It imports only numpy, pandas and duckdb.
+table back (to `bench_pandas.features`). It imports only numpy, pandas and duckdb, and prints the
+seconds from after its imports (read, compute, write).
 
     .venv/bin/python bench/pandas_features.py WAREHOUSE BASE_TIMEFRAME
 """
@@ -10,6 +11,7 @@ table back (to `bench_pandas.features`). It imports only numpy, pandas and duckd
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -144,4 +146,6 @@ def pandas_end_to_end(path: Path, base: str) -> None:
 
 
 if __name__ == "__main__":
+    started = time.perf_counter()
     pandas_end_to_end(Path(sys.argv[1]), sys.argv[2])
+    print(time.perf_counter() - started)
