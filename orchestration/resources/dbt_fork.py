@@ -97,7 +97,7 @@ def invoke_dbt(
     messages: list[dict[str, Any]] = []
     _seed_partial_parse(Path(project_dir), target_path)
     try:
-        parsed = dbtRunner().invoke(["parse", "--quiet", *common])
+        parsed = dbtRunner().invoke(["parse", "--quiet", "--no-write-json", *common])
         if not parsed.success:
             return DbtInvocation(False, [f"dbt parse: {parsed.exception}"], target_path)
         _keep_partial_parse(Path(project_dir), target_path)
