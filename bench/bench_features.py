@@ -146,16 +146,14 @@ def run_dbt(path: Path, *args: str) -> tuple[float, float | None]:
     return seconds, peak
 
 
-def run_dbt_forked(path: Path, *args: str) -> float:
-    """Seconds of ``dbt <args>`` as the pipeline runs it (``dbt_forked.py``)."""
+def run_dbt_forked(path: Path, *args: str) -> tuple[float, float, float]:
+    """Seconds of ``dbt <args>`` as the pipeline runs it (``dbt_forked.py``), the peak GiB of the
+    step's process and that of the forked child (shared pages included). Started through
+    ``timed_process`` so the step's peak does not count this process's frames."""
     script = Path(__file__).with_name("dbt_forked.py")
-    done = subprocess.run(
-        [sys.executable, str(script), str(path), *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return float(done.stdout.strip().splitlines()[-1])
+    _, _, stdout = timed_process([sys.executable, str(script), str(path), *args])
+    seconds, step, child = map(float, stdout.split()[-3:])
+    return seconds, step, child
 
 
 def run_pandas_end_to_end(path: Path, base: str) -> tuple[float, float | None, float]:
@@ -194,15 +192,15 @@ def main() -> None:
         insert_raw(path, ohlcv[ohlcv.ts < last_day], funding[funding.ts <= last_day])
         parse, _ = run_dbt(path, "parse")
         full_build_args = dbt_build_args(FeatureBuildConfig(full_refresh=True))
-        forked_run = run_dbt_forked(path, "run", "--full-refresh")
-        forked_build = run_dbt_forked(path, *full_build_args)
+        forked_run, step_peak, child_peak = run_dbt_forked(path, "run", "--full-refresh")
+        forked_build, *_ = run_dbt_forked(path, *full_build_args)
         full_run, run_peak = run_dbt(path, "run", "--full-refresh")
         full_build, build_peak = run_dbt(path, *full_build_args)
         insert_raw(path, ohlcv[ohlcv.ts >= last_day], funding[funding.ts > last_day])
         day_build_args = dbt_build_args(FeatureBuildConfig())
-        day_forked_build = run_dbt_forked(path, *day_build_args)
+        day_forked_build, *_ = run_dbt_forked(path, *day_build_args)
         drop_day(path, last_day)
-        day_forked_run = run_dbt_forked(path, "run")
+        day_forked_run, *_ = run_dbt_forked(path, "run")
         drop_day(path, last_day)
         day_build, _ = run_dbt(path, *day_build_args)
         drop_day(path, last_day)
@@ -217,6 +215,7 @@ def main() -> None:
     print(f"mart: {rows:,} rows; pandas reference: {reference_rows:,} rows")
     print("as the pipeline runs dbt (forked from the loaded code location, parse included):")
     print(f"  dbt run, every timeframe:          {forked_run:6.1f} s")
+    print(f"    (peak: the step {step_peak:.2f} GiB, the forked dbt {child_peak:.2f} GiB)")
     print(f"  dbt build (+ data tests):           {forked_build:6.1f} s")
     print(f"  +1 day: dbt run {day_forked_run:.1f} s, dbt build {day_forked_build:.1f} s")
     print("as a dbt process (start-up and imports included):")

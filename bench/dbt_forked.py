@@ -1,7 +1,9 @@
 """Times one dbt command as the pipeline runs it (``orchestration.resources.dbt_fork``): from a
 process that has loaded the code location, as a Dagster step has, in a forked child that parses
-the project and then runs the command. Prints the seconds: dbt's parse, adapter, materializations,
-tests and artifacts included; the imports are the code location's, paid once per step.
+the project and then runs the command. Prints the seconds (dbt's parse, adapter, materializations,
+tests and artifacts included; the imports are the code location's, paid once per step), then the
+peak resident memory in GiB of this process before the fork and of the forked child. The child's
+figure counts the pages it shares with this process.
 
     .venv/bin/python bench/dbt_forked.py WAREHOUSE build --full-refresh
 """
@@ -9,6 +11,7 @@ tests and artifacts included; the imports are the code location's, paid once per
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -30,7 +33,11 @@ def main() -> None:
         seconds = time.perf_counter() - started
     if not outcome.success:
         sys.exit(f"dbt {' '.join(args)} failed: {outcome.failures}")
-    print(seconds)
+    step, child = (
+        resource.getrusage(who).ru_maxrss / 2**20  # KiB on Linux
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    print(seconds, step, child)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""dbt run from the Dagster step's own process, not as a fresh ``dbt`` process.
+"""dbt run from the Dagster step (a fork of it), not as a fresh ``dbt`` process.
 
 The code location imports dbt already (dagster-dbt does), so a ``dbt`` process per build pays
 dbt's start-up a second time: 2.5-3 s of imports and project validation, more than the whole
@@ -34,7 +34,7 @@ FAILED_STATUSES = {"error", "fail", "runtime error"}
 
 @dataclass
 class DbtInvocation:
-    """The outcome of one dbt command run in process."""
+    """The outcome of one dbt command."""
 
     success: bool
     """Whether every node ran and every test passed."""
@@ -48,7 +48,8 @@ class DbtInvocation:
 
 def release_duckdb() -> None:
     """Close the DuckDB database dbt-duckdb keeps open for the life of the process, so the
-    other steps (and other processes) can open the warehouse file."""
+    other steps (and other processes) can open the warehouse file. dbt-duckdb has no public
+    call for this: its connection manager holds the database in ``_ENV``."""
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
     with DuckDBConnectionManager._LOCK:
@@ -71,9 +72,11 @@ def _keep_partial_parse(project_dir: Path, target_path: Path) -> None:
     if not parsed.exists():
         return
     saved_dir = project_dir / "target"
-    with tempfile.NamedTemporaryFile(dir=saved_dir, suffix=".tmp", delete=False) as copy:
-        shutil.copyfileobj(parsed.open("rb"), copy)
-    os.replace(copy.name, saved_dir / PARTIAL_PARSE_FILE)
+    saved_dir.mkdir(exist_ok=True)
+    handle, copy = tempfile.mkstemp(dir=saved_dir, suffix=".tmp")
+    os.close(handle)
+    shutil.copyfile(parsed, copy)
+    os.replace(copy, saved_dir / PARTIAL_PARSE_FILE)
 
 
 def invoke_dbt(
