@@ -148,3 +148,21 @@ def test_a_failing_raw_check_stops_features_and_training(home):
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert RAW_FUNDING in materialized
     assert FEATURE_MART not in materialized and dg.AssetKey("trained_policy") not in materialized
+
+
+def test_a_failing_dbt_test_is_a_failed_check_and_stops_the_build(home):
+    frames = synthetic_raw(n_symbols=2, days=10, venues=("synthetic",))
+    ohlcv = frames["ohlcv"]
+    odd = ohlcv[(ohlcv.market == "perp") & (ohlcv.symbol == "BTC")].head(3).assign(timeframe="7m")
+    write_raw(home / "warehouse.duckdb", {**frames, "ohlcv": pd.concat([ohlcv, odd])})
+    result = dg.materialize([dbt_features], resources=build_resources("test"), raise_on_error=False)
+    assert not result.success
+    checks = {c.asset_check_key.name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["not_null_stg_market__ohlcv_bar_minutes"].passed
+    assert checks["accepted_values_stg_market__ohlcv_market__perp__spot__mark__index"].passed
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert dg.AssetKey(["staging", "stg_market__ohlcv"]) in materialized
+    assert FEATURE_MART not in materialized
+    [failure] = result.get_step_failure_events()
+    message = failure.step_failure_data.error.message
+    assert "test.perpfolio.not_null_stg_market__ohlcv_bar_minutes" in message
