@@ -14,9 +14,14 @@ re-parses the whole project (3-4 s) whenever its vars change, and a partitioned 
 window as vars. The parse state is kept in the project's ``target/`` for the next build.
 """
 
+import contextlib
+import ctypes
+import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import uuid
 from collections.abc import Sequence
@@ -30,6 +35,13 @@ from dbt_common.events.functions import msg_to_dict
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 FAILED_STATUSES = {"error", "fail", "runtime error"}
+RESULT_EVENTS = {"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult"}
+"""dbt's events that dagster-dbt turns into Dagster events: one per finished node."""
+STOP_SECONDS = 25
+"""How long a stopped build may take to cancel its queries before it is killed."""
+SELECTION_FLAGS = {"-s", "--select", "--exclude", "--selector", "--models", "-m"}
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,7 +55,7 @@ class DbtInvocation:
     target_path: Path
     """Where dbt wrote its artifacts and log for this command."""
     messages: list[dict[str, Any]] = field(default_factory=list)
-    """dbt's structured events, as the JSON lines of ``dbt --log-format json``."""
+    """dbt's result events (``RESULT_EVENTS``), as the JSON lines of ``dbt --log-format json``."""
 
 
 def release_duckdb() -> None:
@@ -60,23 +72,37 @@ def release_duckdb() -> None:
 
 
 def _seed_partial_parse(project_dir: Path, target_path: Path) -> None:
+    """Start from the project's saved parse state; it is a cache, so failing to copy it only
+    costs a full parse."""
     saved = project_dir / "target" / PARTIAL_PARSE_FILE
-    if saved.exists():
-        target_path.mkdir(parents=True, exist_ok=True)
-        shutil.copy(saved, target_path / PARTIAL_PARSE_FILE)
+    try:
+        if saved.exists():
+            target_path.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(saved, target_path / PARTIAL_PARSE_FILE)
+    except OSError as error:
+        logger.warning(f"dbt parses the whole project: cannot copy {saved}: {error}")
 
 
 def _keep_partial_parse(project_dir: Path, target_path: Path) -> None:
-    """Save this parse's state as the project's, atomically (builds may run side by side)."""
+    """Save this parse's state as the project's, atomically (builds may run side by side), and
+    drop the run's own copy. Best effort: the next build parses in full if this fails."""
     parsed = target_path / PARTIAL_PARSE_FILE
     if not parsed.exists():
         return
     saved_dir = project_dir / "target"
-    saved_dir.mkdir(exist_ok=True)
-    handle, copy = tempfile.mkstemp(dir=saved_dir, suffix=".tmp")
-    os.close(handle)
-    shutil.copyfile(parsed, copy)
-    os.replace(copy, saved_dir / PARTIAL_PARSE_FILE)
+    copy = None
+    try:
+        saved_dir.mkdir(exist_ok=True)
+        handle, copy = tempfile.mkstemp(dir=saved_dir, suffix=".tmp")
+        os.close(handle)
+        shutil.copyfile(parsed, copy)
+        os.chmod(copy, 0o644)
+        os.replace(copy, saved_dir / PARTIAL_PARSE_FILE)
+        parsed.unlink()
+    except OSError as error:
+        logger.warning(f"cannot keep dbt's parse state in {saved_dir}: {error}")
+        if copy is not None and os.path.exists(copy):
+            os.remove(copy)
 
 
 def invoke_dbt(
@@ -85,7 +111,11 @@ def invoke_dbt(
     profiles_dir: str,
     target_path: Path,
 ) -> DbtInvocation:
-    """Parse the project, then run ``dbt <args>`` with that manifest, in this process."""
+    """Parse the project, then run ``dbt <args>`` with that manifest, in this process.
+
+    Only vars that the SQL reads at run time (the window) may go in ``args``: the parse sees
+    none of them, and vars that dbt reads while parsing (YAML, configs) come from the project.
+    """
     common = [
         "--no-use-colors",
         "--project-dir",
@@ -98,16 +128,18 @@ def invoke_dbt(
         str(target_path),
     ]
     messages: list[dict[str, Any]] = []
+
+    def keep_result(event: Any) -> None:
+        if event.info.name in RESULT_EVENTS:
+            messages.append(msg_to_dict(event))
+
     _seed_partial_parse(Path(project_dir), target_path)
     try:
         parsed = dbtRunner().invoke(["parse", "--quiet", "--no-write-json", *common])
         if not parsed.success:
             return DbtInvocation(False, [f"dbt parse: {parsed.exception}"], target_path)
         _keep_partial_parse(Path(project_dir), target_path)
-        runner = dbtRunner(
-            manifest=parsed.result, callbacks=[lambda event: messages.append(msg_to_dict(event))]
-        )
-        result = runner.invoke([*args, *common])
+        result = dbtRunner(manifest=parsed.result, callbacks=[keep_result]).invoke([*args, *common])
     finally:
         release_duckdb()
     failures = [
@@ -117,43 +149,86 @@ def invoke_dbt(
     ]
     if result.exception is not None:
         failures.append(f"dbt {args[0]}: {result.exception}")
+    if not result.success and not failures:
+        failures.append(f"dbt {args[0]} did not succeed: see {target_path / 'dbt.log'}")
     return DbtInvocation(result.success, failures, target_path, messages)
 
 
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this process when ``parent`` dies (Linux), so a killed step leaves
+    no dbt writing to the warehouse behind it."""
+    if sys.platform == "linux":
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the call above
+        os._exit(1)
+
+
 def _invoke_and_send(
-    sender: Any, args: Sequence[str], project_dir: str, profiles_dir: str, target_path: Path
+    parent: int,
+    receiver: Any,
+    sender: Any,
+    args: Sequence[str],
+    project_dir: str,
+    profiles_dir: str,
+    target_path: Path,
 ) -> None:
+    """The forked child: dbt's default signal handling (a SIGINT cancels its queries), then the
+    command, then its outcome to the parent."""
+    receiver.close()
+    _die_with(parent)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         outcome = invoke_dbt(args, project_dir, profiles_dir, target_path)
     except Exception as error:  # sent, not raised: the parent cannot see the child's raise
         outcome = DbtInvocation(False, [f"dbt {args[0]}: {error!r}"], target_path)
-    sender.send(outcome)
+    with contextlib.suppress(BrokenPipeError):  # the parent was stopped and is not listening
+        sender.send(outcome)
+
+
+def _stop(child: Any) -> None:
+    """Cancel dbt as Ctrl-C would, then kill it if it has not stopped in ``STOP_SECONDS``."""
+    if child.is_alive():
+        os.kill(child.pid, signal.SIGINT)
+        child.join(STOP_SECONDS)
+    if child.is_alive():
+        child.kill()
+    child.join()
 
 
 def run_dbt(
     args: Sequence[str], project_dir: str, profiles_dir: str, target_path: Path
 ) -> DbtInvocation:
-    """``invoke_dbt`` in a child forked from this process (in this process without ``fork``)."""
+    """``invoke_dbt`` in a child forked from this process (in this process without ``fork``).
+
+    If this process is interrupted while dbt runs (a stopped Dagster run), dbt is cancelled and
+    the interruption goes on up."""
     if "fork" not in multiprocessing.get_all_start_methods():
         return invoke_dbt(args, project_dir, profiles_dir, target_path)
     fork = multiprocessing.get_context("fork")
     receiver, sender = fork.Pipe(duplex=False)
-    child = fork.Process(
-        target=_invoke_and_send,
-        args=(sender, args, project_dir, profiles_dir, target_path),
-        name="dbt",
-    )
-    child.start()
-    sender.close()
-    try:
-        return receiver.recv()
-    except EOFError:
-        child.join()
-        return DbtInvocation(False, [f"dbt died with exit code {child.exitcode}"], target_path)
-    finally:
-        if child.is_alive():
-            child.terminate()
-        child.join()
+    with receiver:
+        child = fork.Process(
+            target=_invoke_and_send,
+            args=(os.getpid(), receiver, sender, args, project_dir, profiles_dir, target_path),
+            name="dbt",
+        )
+        try:
+            child.start()
+        finally:
+            sender.close()
+        try:
+            outcome = receiver.recv()
+        except EOFError:
+            child.join()
+            return DbtInvocation(False, [f"dbt died with exit code {child.exitcode}"], target_path)
+        except BaseException:
+            receiver.close()  # a child still sending gets a broken pipe, not a hang
+            _stop(child)
+            raise
+    child.join()
+    return outcome
 
 
 class ForkedDbt(dg.ConfigurableResource):
@@ -168,11 +243,14 @@ class ForkedDbt(dg.ConfigurableResource):
         self, args: Sequence[str], context: dg.AssetExecutionContext
     ) -> tuple[DbtInvocation, list[Any]]:
         """Run ``dbt <args>`` for the assets ``context`` selected; return the outcome and its
-        Dagster events (outputs for models, check results for data tests)."""
+        Dagster events (outputs for models, check results for data tests). The selection comes
+        from the context: ``args`` must not select."""
         from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
         from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
         from dagster_dbt.dagster_dbt_translator import DagsterDbtTranslator
 
+        if SELECTION_FLAGS.intersection(args):
+            raise ValueError(f"dbt args must not select nodes (Dagster selects): {list(args)}")
         params = get_updated_cli_invocation_params_for_context(
             context=context, manifest={}, dagster_dbt_translator=DagsterDbtTranslator()
         )

@@ -26,7 +26,7 @@ def _window(day: str) -> list[str]:
     return ["--vars", json.dumps({"window_start": day})]
 
 
-def test_a_forked_build_writes_the_mart_and_leaves_the_file_free(warehouse, tmp_path):
+def test_a_forked_build_writes_the_mart_and_reports_each_model(warehouse, tmp_path):
     outcome = run_dbt(
         ["build", "--exclude-resource-type", "unit_test"],
         DBT_PROJECT_DIR,
@@ -36,7 +36,7 @@ def test_a_forked_build_writes_the_mart_and_leaves_the_file_free(warehouse, tmp_
     assert outcome.success and outcome.failures == []
     finished = [m for m in outcome.messages if m["info"]["name"] == "LogModelResult"]
     assert len(finished) == 10
-    with duckdb.connect(str(warehouse), config={"memory_limit": "1GB"}) as con:  # read-write
+    with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM marts.fct_features").fetchone()[0] == 5 * 24 + 5
 
 
@@ -97,3 +97,45 @@ def test_a_failing_data_test_is_named_and_fails_the_build(warehouse, tmp_path):
     [failure] = outcome.failures
     assert failure.startswith("test.perpfolio.keys_exist_in_fct_features_")
     assert "Got 1 result" in failure
+
+
+STOPPED_BUILD = """
+import multiprocessing, os, signal, sys, threading, time
+from pathlib import Path
+import duckdb
+from orchestration.resources.dbt_fork import run_dbt
+project, target, warehouse = sys.argv[1:]
+marker = os.environ["STOP_AT"]  # not in argv: dbt logs its argv
+log = Path(target) / "dbt.log"
+signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Dagster: a raise, not an exit
+
+
+def interrupt_at_marker():
+    while not (log.exists() and marker in log.read_text()):
+        time.sleep(0.02)
+    os.kill(os.getpid(), signal.SIGINT)  # how Dagster stops a step on Unix
+
+
+threading.Thread(target=interrupt_at_marker, daemon=True).start()
+try:
+    run_dbt(["build", "--exclude-resource-type", "unit_test"], project, project, Path(target))
+except KeyboardInterrupt:
+    duckdb.connect(warehouse).close()
+    print("stopped", len(multiprocessing.active_children()))
+"""
+
+
+@pytest.mark.parametrize("marker", ["Running with dbt", "START sql incremental model"])
+def test_a_stopped_build_stops_dbt_and_lets_go_of_the_file(warehouse, tmp_path, marker):
+    """A stopped Dagster run interrupts the step while dbt parses or builds: dbt is cancelled,
+    the interruption goes on up, and no child keeps the warehouse."""
+    done = subprocess.run(
+        [sys.executable, "-c", STOPPED_BUILD, DBT_PROJECT_DIR, str(tmp_path / "t"), str(warehouse)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(DBT_PROJECT_DIR).parent), "STOP_AT": marker},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("stopped 0")
+    assert "Completed successfully" not in done.stdout
