@@ -9,9 +9,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from orchestration.assets.features import FeatureBuildConfig, dbt_build_args
 from orchestration.resources import DBT_PROJECT_DIR
-from orchestration.resources.dbt_fork import run_dbt
+from orchestration.resources.dbt_fork import DbtInvocation, run_dbt
 from tests.features.conftest import synthetic_raw, write_raw
+
+BUILD = dbt_build_args(FeatureBuildConfig())
 
 
 @pytest.fixture
@@ -26,13 +29,25 @@ def _window(day: str) -> list[str]:
     return ["--vars", json.dumps({"window_start": day})]
 
 
-def test_a_forked_build_writes_the_mart_and_reports_each_model(warehouse, tmp_path):
-    outcome = run_dbt(
-        ["build", "--exclude-resource-type", "unit_test"],
-        DBT_PROJECT_DIR,
-        DBT_PROJECT_DIR,
-        tmp_path / "target",
+def _dbt(args: list[str], target: Path) -> DbtInvocation:
+    return run_dbt(args, DBT_PROJECT_DIR, DBT_PROJECT_DIR, target)
+
+
+def _run_script(script: str, target: Path, warehouse: Path, **env: str) -> str:
+    """Standard output of ``script`` run as ``python -c script PROJECT TARGET WAREHOUSE``."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, DBT_PROJECT_DIR, str(target), str(warehouse)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(DBT_PROJECT_DIR).parent), **env},
     )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_a_forked_build_writes_the_mart_and_reports_each_model(warehouse, tmp_path):
+    outcome = _dbt(BUILD, tmp_path / "target")
     assert outcome.success and outcome.failures == []
     finished = [m for m in outcome.messages if m["info"]["name"] == "LogModelResult"]
     assert len(finished) == 10
@@ -41,9 +56,7 @@ def test_a_forked_build_writes_the_mart_and_reports_each_model(warehouse, tmp_pa
 
 
 def test_a_failing_model_is_named_with_dbt_s_message(warehouse, tmp_path):
-    outcome = run_dbt(
-        ["run", *_window("not a time")], DBT_PROJECT_DIR, DBT_PROJECT_DIR, tmp_path / "target"
-    )
+    outcome = _dbt(["run", *_window("not a time")], tmp_path / "target")
     assert not outcome.success
     [failure] = [f for f in outcome.failures if f.startswith("model.perpfolio.int_bars_aligned")]
     assert "not a time" in failure
@@ -54,7 +67,7 @@ def test_a_new_window_reuses_the_parsed_project(warehouse, tmp_path):
     for run, day in enumerate(("2024-01-02", "2024-01-03")):
         target = tmp_path / f"target-{run}"
         args = ["run", "--select", "stg_market__data_gaps", *_window(day)]
-        assert run_dbt(args, DBT_PROJECT_DIR, DBT_PROJECT_DIR, target).success
+        assert _dbt(args, target).success
         logs.append((target / "dbt.log").read_text())
     # The first build may re-parse (a new warehouse is a new profile); its state is kept, and
     # the second, with other vars, parses nothing.
@@ -75,24 +88,14 @@ def test_in_the_step_s_own_process_dbt_lets_go_of_the_file(warehouse, tmp_path):
         "duckdb.connect(path, config={'memory_limit': '1GB'}).close()\n"
         "print('reopened')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, DBT_PROJECT_DIR, str(tmp_path / "t"), str(warehouse)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(DBT_PROJECT_DIR).parent)},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().endswith("reopened")
+    assert _run_script(script, tmp_path / "t", warehouse).strip().endswith("reopened")
 
 
 def test_a_failing_data_test_is_named_and_fails_the_build(warehouse, tmp_path):
-    build = ["build", "--exclude-resource-type", "unit_test"]
-    assert run_dbt(build, DBT_PROJECT_DIR, DBT_PROJECT_DIR, tmp_path / "first").success
+    assert _dbt(BUILD, tmp_path / "first").success
     with duckdb.connect(str(warehouse)) as con:  # features left without the bars they came from
         con.execute("DELETE FROM raw.ohlcv")
-    outcome = run_dbt(
-        ["test", "--select", "fct_features"], DBT_PROJECT_DIR, DBT_PROJECT_DIR, tmp_path / "t"
-    )
+    outcome = _dbt(["test", "--select", "fct_features"], tmp_path / "t")
     assert not outcome.success
     [failure] = outcome.failures
     assert failure.startswith("test.perpfolio.keys_exist_in_fct_features_")
@@ -103,6 +106,7 @@ STOPPED_BUILD = """
 import multiprocessing, os, signal, sys, threading, time
 from pathlib import Path
 import duckdb
+from orchestration.assets.features import FeatureBuildConfig, dbt_build_args
 from orchestration.resources.dbt_fork import run_dbt
 project, target, warehouse = sys.argv[1:]
 marker = os.environ["STOP_AT"]  # not in argv: dbt logs its argv
@@ -118,7 +122,7 @@ def interrupt_at_marker():
 
 threading.Thread(target=interrupt_at_marker, daemon=True).start()
 try:
-    run_dbt(["build", "--exclude-resource-type", "unit_test"], project, project, Path(target))
+    run_dbt(dbt_build_args(FeatureBuildConfig()), project, project, Path(target))
 except KeyboardInterrupt:
     duckdb.connect(warehouse).close()
     print("stopped", len(multiprocessing.active_children()))
@@ -129,13 +133,6 @@ except KeyboardInterrupt:
 def test_a_stopped_build_stops_dbt_and_lets_go_of_the_file(warehouse, tmp_path, marker):
     """A stopped Dagster run interrupts the step while dbt parses or builds: dbt is cancelled,
     the interruption goes on up, and no child keeps the warehouse."""
-    done = subprocess.run(
-        [sys.executable, "-c", STOPPED_BUILD, DBT_PROJECT_DIR, str(tmp_path / "t"), str(warehouse)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(DBT_PROJECT_DIR).parent), "STOP_AT": marker},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().endswith("stopped 0")
-    assert "Completed successfully" not in done.stdout
+    stdout = _run_script(STOPPED_BUILD, tmp_path / "t", warehouse, STOP_AT=marker)
+    assert stdout.strip().endswith("stopped 0")
+    assert "Completed successfully" not in stdout
