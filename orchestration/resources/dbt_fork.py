@@ -71,10 +71,15 @@ def release_duckdb() -> None:
             environment.close()
 
 
+def _saved_parse_state(project_dir: Path) -> Path:
+    """The project's parse state, shared by its builds (where ``dbt parse`` leaves it)."""
+    return project_dir / "target" / PARTIAL_PARSE_FILE
+
+
 def _seed_partial_parse(project_dir: Path, target_path: Path) -> None:
     """Start from the project's saved parse state; it is a cache, so failing to copy it only
     costs a full parse."""
-    saved = project_dir / "target" / PARTIAL_PARSE_FILE
+    saved = _saved_parse_state(project_dir)
     try:
         if saved.exists():
             target_path.mkdir(parents=True, exist_ok=True)
@@ -89,18 +94,18 @@ def _keep_partial_parse(project_dir: Path, target_path: Path) -> None:
     parsed = target_path / PARTIAL_PARSE_FILE
     if not parsed.exists():
         return
-    saved_dir = project_dir / "target"
+    saved = _saved_parse_state(project_dir)
     copy = None
     try:
-        saved_dir.mkdir(exist_ok=True)
-        handle, copy = tempfile.mkstemp(dir=saved_dir, suffix=".tmp")
+        saved.parent.mkdir(exist_ok=True)
+        handle, copy = tempfile.mkstemp(dir=saved.parent, suffix=".tmp")
         os.close(handle)
         shutil.copyfile(parsed, copy)
         os.chmod(copy, 0o644)
-        os.replace(copy, saved_dir / PARTIAL_PARSE_FILE)
+        os.replace(copy, saved)
         parsed.unlink()
     except OSError as error:
-        logger.warning(f"cannot keep dbt's parse state in {saved_dir}: {error}")
+        logger.warning(f"cannot keep dbt's parse state as {saved}: {error}")
         if copy is not None and os.path.exists(copy):
             os.remove(copy)
 
