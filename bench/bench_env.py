@@ -10,8 +10,8 @@ floats), uniformly random actions, default costs and margin, 256-step episodes.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -19,21 +19,20 @@ import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
-from training.env import EnvConfig, PerpPortfolioEnv
-from training.market import MarketData
-from training.reference_env import ReferencePerpEnv
-from training.vec_env import BatchedPerpPortfolioVecEnv
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.markets import make_synthetic_market  # noqa: E402
+from tests.support.reference_env import ReferencePerpEnv  # noqa: E402
+from training.env import EnvConfig, PerpPortfolioEnv  # noqa: E402
+from training.market import MarketData  # noqa: E402
+from training.vec_env import BatchedPerpPortfolioVecEnv  # noqa: E402
 
 N_ASSETS, WINDOW, N_FEATURES = 10, 32, 8
 
 
 def synthetic_market(n_bars: int) -> MarketData:
-    """The test suite's synthetic market (tests/training/conftest.py)."""
-    path = Path(__file__).resolve().parents[1] / "tests" / "training" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("training_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_synthetic_market(N_ASSETS, n_bars, seed=0, n_features=N_FEATURES)
+    """The test suite's synthetic market (``tests.support.markets``)."""
+    return make_synthetic_market(N_ASSETS, n_bars, seed=0, n_features=N_FEATURES)
 
 
 def single_steps_per_s(env, n_steps: int) -> float:

@@ -33,8 +33,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ingestion.warehouse import ensure_raw_schema  # noqa: E402
 from orchestration.assets.features import FeatureBuildConfig, dbt_build_args  # noqa: E402
-from orchestration.ingestion.warehouse import ensure_raw_schema  # noqa: E402
 from orchestration.resources import DBT_PROJECT_DIR, dbt_executable  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))

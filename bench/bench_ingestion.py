@@ -23,10 +23,10 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestration.ingestion.importers import import_directory  # noqa: E402
-from orchestration.ingestion.synthetic import SyntheticMarketConfig, iter_market  # noqa: E402
-from orchestration.ingestion.universe import CHUN_LEE_2025  # noqa: E402
-from orchestration.ingestion.warehouse import (  # noqa: E402
+from ingestion.importers import import_directory  # noqa: E402
+from ingestion.synthetic import SyntheticMarketConfig, iter_market  # noqa: E402
+from ingestion.universe import CHUN_LEE_2025, TIMEFRAMES  # noqa: E402
+from ingestion.warehouse import (  # noqa: E402
     OHLCV,
     ensure_raw_schema,
     row_counts,
@@ -41,9 +41,9 @@ def peak_mib() -> float:
 
 
 def load_universe(timeframe: str, years: float, directory: str) -> tuple[float, dict, float]:
-    per_hour = {"10m": 6, "1h": 1}[timeframe]
+    bars_per_year = 365 * 24 / TIMEFRAMES[timeframe].hours
     config = SyntheticMarketConfig(
-        symbols=CHUN_LEE_2025, n_bars=int(24 * 365 * years * per_hour), timeframe=timeframe
+        symbols=CHUN_LEE_2025, n_bars=int(bars_per_year * years), timeframe=timeframe
     )
     path = Path(directory) / f"bench-{timeframe}.duckdb"
     started = time.perf_counter()

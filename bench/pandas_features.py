@@ -2,8 +2,8 @@
 
 Run as a script it is the end-to-end pandas build, the counterpart of one `dbt run`: a process
 that reads the raw bars and funding from a warehouse, computes every feature, and writes the
-table back (to `bench_pandas.features`). It imports only numpy, pandas and duckdb, and prints the
-seconds from after its imports (read, compute, write).
+table back (to `bench_pandas.features`). It imports numpy, pandas, duckdb and the project's
+timeframe table, and prints the seconds from after its imports (read, compute, write).
 
     .venv/bin/python bench/pandas_features.py WAREHOUSE BASE_TIMEFRAME
 """
@@ -18,8 +18,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-BAR_MINUTES = {"10m": 10, "30m": 30, "1h": 60, "1d": 1440}
-TIMEFRAMES = ("10m", "30m", "1h", "1d")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ingestion.universe import MART_TIMEFRAMES, TIMEFRAMES  # noqa: E402
+
+BAR_MINUTES = {name: tf.minutes for name, tf in TIMEFRAMES.items()}
 Z_WINDOW, VOL_WINDOW, VOLUME_WINDOW, FUNDING_WINDOW = 24, 24, 24, 21
 HORIZONS, VELOCITY_LAGS = (1, 4, 24), (1, 24)
 
@@ -48,7 +51,7 @@ def pandas_features(ohlcv: pd.DataFrame, funding: pd.DataFrame, base: str) -> pd
     fstd = froll.std().reset_index(level=[0, 1], drop=True)
     funding["funding_zscore"] = (funding.funding_rate - fmean) / fstd
     marts = []
-    for timeframe in TIMEFRAMES:
+    for timeframe in MART_TIMEFRAMES:
         minutes = BAR_MINUTES[timeframe]
         if minutes < BAR_MINUTES[base]:
             continue

@@ -1,6 +1,6 @@
 """Blocking data-quality checks: a failure stops every downstream asset in the run.
 
-Each check runs one Great Expectations suite (``orchestration.quality.suites``) on a frame read
+Each check runs one Great Expectations suite (``quality.suites``) on a frame read
 from DuckDB, names the failing expectations and rows (symbol and time) in its description, and
 keeps an HTML report of the validation whose path is in the check's metadata.
 """
@@ -8,9 +8,9 @@ keeps an HTML report of the validation whose path is in the check's metadata.
 import dagster as dg
 
 from orchestration.assets.features import FEATURE_MART
-from orchestration.quality.suites import SuiteResult, run_suite, suites, write_report
 from orchestration.resources.warehouse import DuckDBWarehouse
 from orchestration.settings import ProjectPaths
+from quality.suites import SuiteResult, run_suite, suites, write_report
 
 RAW_OHLCV = dg.AssetKey(["raw", "ohlcv"])
 RAW_FUNDING = dg.AssetKey(["raw", "funding_rates"])

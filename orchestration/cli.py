@@ -44,8 +44,8 @@ def demo() -> int:
     started = time.perf_counter()
     import dagster as dg
 
+    from ingestion.warehouse import row_counts
     from orchestration.definitions import defs
-    from orchestration.ingestion.warehouse import row_counts
 
     instance = dg.DagsterInstance.get()
     retrain = defs.resolve_job_def("retraining_job").execute_in_process(
@@ -153,8 +153,8 @@ def import_data(kind: str, path: str, venue: str) -> int:
     paths = prepare_home()
     import duckdb
 
-    from orchestration.ingestion.importers import import_directory
-    from orchestration.ingestion.warehouse import DataValidationError, row_counts
+    from ingestion.importers import import_directory
+    from ingestion.warehouse import DataValidationError, row_counts
 
     started = time.perf_counter()
     try:

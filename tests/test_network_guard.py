@@ -2,7 +2,7 @@ import socket
 
 import pytest
 
-from tests.conftest import NetworkAccessError
+from tests.support.network import NetworkAccessError
 
 
 def test_non_loopback_connections_are_refused():

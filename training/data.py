@@ -8,10 +8,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from ingestion.universe import timeframe as timeframe_of
 from training.market import MarketData
 
 FEATURE_TABLE = "marts.fct_features"
-_BAR_HOURS = {"10m": 1 / 6, "30m": 0.5, "1h": 1.0, "1d": 24.0}
 
 
 def read_feature_frame(
@@ -88,7 +88,7 @@ def market_from_frame(
         basis=col("basis"),
         features=features[first:].astype(np.float32),
         feature_names=tuple(feature_columns),
-        bar_hours=_BAR_HOURS[timeframe],
+        bar_hours=timeframe_of(timeframe).hours,
     ).validate()
 
 

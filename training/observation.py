@@ -140,13 +140,6 @@ class ObservationBuilder:
         self._check_t(t)
         return self._assemble(self.normalize(features[t - self.window + 1 : t + 1]), portfolio)
 
-    def build_normalized(
-        self, normalized: np.ndarray, t: int, portfolio: PortfolioState
-    ) -> np.ndarray:
-        """Same as ``build`` on features already passed through ``normalize``."""
-        self._check_t(t)
-        return self._assemble(normalized[t - self.window + 1 : t + 1], portfolio)
-
     def build_batch(
         self, normalized: np.ndarray, t: np.ndarray, portfolio: PortfolioState
     ) -> np.ndarray:

@@ -1,6 +1,7 @@
-{#- Minutes in a bar of each supported timeframe. -#}
+{#- Minutes in a bar of each timeframe the warehouse stores: ingestion.universe.TIMEFRAMES
+    (tests/ingestion/test_universe.py keeps the two equal). -#}
 {% macro timeframe_minutes_map() -%}
-    {{ return({"1m": 1, "5m": 5, "10m": 10, "15m": 15, "30m": 30, "1h": 60, "4h": 240, "8h": 480, "1d": 1440}) }}
+    {{ return({"5m": 5, "10m": 10, "30m": 30, "1h": 60, "1d": 1440}) }}
 {%- endmacro %}
 
 {#- SQL expression: the bar length in minutes of the timeframe column (NULL if unsupported). -#}

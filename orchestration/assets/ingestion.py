@@ -15,8 +15,8 @@ batch and gaps found; gaps are recorded in ``raw.data_gaps``, never filled.
 import dagster as dg
 import pandas as pd
 
-from orchestration.ingestion.ccxt_source import resume_points
-from orchestration.ingestion.warehouse import (
+from ingestion.ccxt_source import resume_points
+from ingestion.warehouse import (
     DATA_GAPS,
     FUNDING_RATES,
     OHLCV,

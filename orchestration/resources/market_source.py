@@ -2,8 +2,9 @@
 
 * ``SyntheticMarketSource``: the embedded default, a seeded calibrated synthetic market;
 * ``CcxtMarketSource``: real exchanges through ccxt (Binance USD-M + spot; OKX, Bybit);
-* ``LocalCcxtMarketSource``: the same ccxt code path against an in-process fake Binance on
-  127.0.0.1 serving a synthetic market (no internet; for tests, demos and dry runs).
+* ``LocalCcxtMarketSource``: the same ccxt code path against an in-process local
+  Binance-compatible exchange on 127.0.0.1 serving a synthetic market (no internet; for tests,
+  demos and dry runs).
 
 Every source answers ``fetch(start, end, resume)`` with raw-table frames for bars opening in
 [start, end) (``None``: the source's whole configured window). ``market_source_for`` picks one
@@ -21,20 +22,18 @@ import dagster as dg
 import pandas as pd
 from pydantic import PrivateAttr
 
-from orchestration.ingestion.ccxt_source import FetchPlan, RetryPolicy, fetcher_for
-from orchestration.ingestion.frames import MarketFrames
-from orchestration.ingestion.synthetic import (
-    SyntheticMarket,
+from ingestion.ccxt_source import FetchPlan, RetryPolicy, fetcher_for
+from ingestion.frames import MarketFrames
+from ingestion.synthetic import (
     SyntheticMarketConfig,
     generate_market,
 )
-from orchestration.ingestion.universe import VENUES, resolve_symbols, timeframe_delta
+from ingestion.universe import VENUES, resolve_symbols, timeframe_delta
 
 __all__ = [
     "CcxtMarketSource",
     "LocalCcxtMarketSource",
     "MarketSource",
-    "SyntheticMarket",
     "SyntheticMarketSource",
     "market_source_for",
 ]
@@ -211,7 +210,7 @@ class CcxtMarketSource(MarketSource):
 
     def describe(self) -> dict[str, str]:
         return {
-            "source": "ccxt" if self._base_url() is None else "ccxt (local fake exchange)",
+            "source": "ccxt" if self._base_url() is None else "ccxt (local exchange)",
             "venues": ", ".join(self.venue_list()),
             "symbols": ", ".join(resolve_symbols(self.symbols)),
             "timeframe": self.timeframe,
@@ -219,8 +218,8 @@ class CcxtMarketSource(MarketSource):
 
 
 class LocalCcxtMarketSource(CcxtMarketSource):
-    """ccxt against an in-process fake Binance on 127.0.0.1 serving a seeded synthetic market
-    (``n_bars`` bars from ``start``; "now" is the end of that market)."""
+    """ccxt against an in-process local Binance-compatible exchange on 127.0.0.1 serving a seeded
+    synthetic market (``n_bars`` bars from ``start``; "now" is the end of that market)."""
 
     venues: str = "binance"
     n_bars: int = 24 * 60
@@ -247,9 +246,9 @@ class LocalCcxtMarketSource(CcxtMarketSource):
 
     def _base_url(self) -> str | None:
         if self._server is None:
-            from orchestration.ingestion.fake_exchange import FakeBinance
+            from ingestion.local_exchange import LocalBinance
 
-            self._server = FakeBinance(self._market(), now=self._now()).start()
+            self._server = LocalBinance(self._market(), now=self._now()).start()
         return self._server.base_url
 
     def teardown_after_execution(self, context) -> None:

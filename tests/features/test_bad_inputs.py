@@ -4,8 +4,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.quality.suites import run_suite, suites
-from tests.features.conftest import run_dbt, synthetic_raw, write_raw
+from quality.suites import run_suite, suites
+from tests.support.warehouses import run_dbt, synthetic_raw, write_raw
 
 BAD_TS = pd.Timestamp("2024-01-03 05:00")
 

@@ -18,7 +18,7 @@ from orchestration.assets.training import trained_policy
 from orchestration.checks import QUALITY_CHECKS, RAW_FUNDING, RAW_OHLCV
 from orchestration.resources import build_resources
 from orchestration.resources.warehouse import DuckDBWarehouse
-from tests.features.conftest import synthetic_raw, write_raw
+from tests.support.warehouses import synthetic_raw, write_raw
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import pytest
 from orchestration.assets.features import FeatureBuildConfig, dbt_build_args
 from orchestration.resources import DBT_PROJECT_DIR
 from orchestration.resources.dbt_fork import DbtInvocation, run_dbt
-from tests.features.conftest import synthetic_raw, write_raw
+from tests.support.warehouses import synthetic_raw, write_raw
 
 BUILD = dbt_build_args(FeatureBuildConfig())
 

@@ -4,7 +4,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from tests.features.conftest import read_mart
+from tests.support.warehouses import read_mart
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def test_regime_labels_follow_basis_and_funding(mart):
 
 
 def test_sources_declare_freshness(built_warehouse):
-    from tests.features.conftest import run_dbt
+    from tests.support.warehouses import run_dbt
 
     done = run_dbt(built_warehouse, "source", "freshness", "--select", "source:raw.ohlcv")
     assert "PASS" in done.stdout

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from tests.features.conftest import KEY, read_mart, run_dbt, write_raw
+from tests.support.warehouses import KEY, read_mart, run_dbt, write_raw
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.ingestion.warehouse import ensure_raw_schema
+from ingestion.warehouse import ensure_raw_schema
 
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "binance-sample"
 

@@ -9,8 +9,8 @@ import dagster as dg
 import duckdb
 import pytest
 
+from ingestion.warehouse import row_counts
 from orchestration.assets.ingestion import RAW_DATA_GAPS, RAW_OHLCV, raw_market_data
-from orchestration.ingestion.warehouse import row_counts
 from orchestration.resources.market_source import LocalCcxtMarketSource, SyntheticMarketSource
 from orchestration.resources.warehouse import DuckDBWarehouse
 
@@ -58,7 +58,7 @@ def test_local_ccxt_source_backfill_then_incremental(tmp_path):
     meta, full = run(tmp_path, source)  # incremental: resumes after the stored day
     assert full["ohlcv"] == 2 * 72 * 4
     assert meta[RAW_OHLCV]["first_ts"].value == "2024-01-02 00:00:00"
-    assert meta[RAW_OHLCV]["source"].value == "ccxt (local fake exchange)"
+    assert meta[RAW_OHLCV]["source"].value == "ccxt (local exchange)"
     assert not any("key" in k.lower() or "secret" in k.lower() for k in meta[RAW_OHLCV])
 
 
@@ -66,8 +66,8 @@ KILLABLE = textwrap.dedent(
     """
     import sys, time
     import duckdb
-    from orchestration.ingestion.synthetic import SyntheticMarketConfig, generate_market
-    from orchestration.ingestion.warehouse import ensure_raw_schema, write_batch
+    from ingestion.synthetic import SyntheticMarketConfig, generate_market
+    from ingestion.warehouse import ensure_raw_schema, write_batch
     market = generate_market(SyntheticMarketConfig(n_symbols=3, n_bars=24 * 20))
     con = duckdb.connect(sys.argv[1])
     ensure_raw_schema(con)

@@ -12,10 +12,10 @@ Tolerances (synthetic: one year of hourly bars, seed 7; real: Jan-Feb 2026):
 import pandas as pd
 import pytest
 
-from orchestration.ingestion.calibration import market_stats
-from orchestration.ingestion.importers import import_freqtrade_frames
-from orchestration.ingestion.synthetic import SyntheticMarketConfig, generate_market
-from orchestration.ingestion.universe import BINANCE_SAMPLE
+from ingestion.calibration import market_stats
+from ingestion.importers import import_freqtrade_frames
+from ingestion.synthetic import SyntheticMarketConfig, generate_market
+from ingestion.universe import BINANCE_SAMPLE
 
 
 @pytest.fixture(scope="module")

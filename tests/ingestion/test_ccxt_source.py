@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from orchestration.ingestion.ccxt_source import (
+from ingestion.ccxt_source import (
     FetchPlan,
     IngestionError,
     RetryPolicy,
@@ -11,9 +11,9 @@ from orchestration.ingestion.ccxt_source import (
     resample_bars,
     resume_points,
 )
-from orchestration.ingestion.fake_exchange import FakeBinance
-from orchestration.ingestion.synthetic import SyntheticMarketConfig, generate_market
-from orchestration.ingestion.warehouse import row_counts, write_batch
+from ingestion.local_exchange import LocalBinance
+from ingestion.synthetic import SyntheticMarketConfig, generate_market
+from ingestion.warehouse import row_counts, write_batch
 
 START, END = pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-09")
 SYMBOLS = ("BTC", "ETH")
@@ -27,7 +27,7 @@ def market():
 
 @pytest.fixture
 def fake(market):
-    with FakeBinance(market, now=END, delay=0.6) as server:
+    with LocalBinance(market, now=END, delay=0.6) as server:
         yield server
 
 
@@ -141,7 +141,7 @@ def test_ten_minute_bars_are_built_from_five_minute_candles(market):
         symbols=("BTC",), n_bars=12 * 24, timeframe="5m", venue="binance"
     )
     five = generate_market(config)
-    with FakeBinance(five, now=pd.Timestamp("2024-01-02")) as server:
+    with LocalBinance(five, now=pd.Timestamp("2024-01-02")) as server:
         plan = FetchPlan(symbols=("BTC",), timeframe="10m", spot=False, mark_index=False,
                          funding=False, order_book_levels=0)  # fmt: skip
         server.missing.add(("perp", "BTC", pd.Timestamp("2024-01-01 03:05")))

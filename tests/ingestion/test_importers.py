@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.ingestion.importers import (
+from ingestion.importers import (
     KLINE_COLUMNS,
     import_binance_bulk_frames,
     import_directory,
     import_freqtrade_frames,
 )
-from orchestration.ingestion.warehouse import DataValidationError, row_counts
+from ingestion.warehouse import DataValidationError, row_counts
 
 
 def test_freqtrade_sample_imports_everything_once(con, sample_dir):

@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.ingestion.frames import MarketFrames
-from orchestration.ingestion.synthetic import SyntheticMarketConfig, generate_market, iter_market
-from orchestration.ingestion.universe import CHUN_LEE_2025
-from orchestration.ingestion.warehouse import RAW_TABLES, validate_frame
+from ingestion.frames import MarketFrames
+from ingestion.synthetic import SyntheticMarketConfig, generate_market, iter_market
+from ingestion.universe import CHUN_LEE_2025
+from ingestion.warehouse import RAW_TABLES, validate_frame
 
 
 @pytest.fixture(scope="module")

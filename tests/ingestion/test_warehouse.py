@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.ingestion.frames import MarketFrames
-from orchestration.ingestion.gaps import find_gaps
-from orchestration.ingestion.synthetic import SyntheticMarketConfig, generate_market
-from orchestration.ingestion.warehouse import (
+from ingestion.frames import MarketFrames
+from ingestion.gaps import find_gaps
+from ingestion.synthetic import SyntheticMarketConfig, generate_market
+from ingestion.warehouse import (
     FUNDING_RATES,
     OHLCV,
     RAW_TABLES,

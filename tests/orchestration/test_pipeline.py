@@ -8,9 +8,9 @@ import pytest
 
 from evaluation.gate import decide
 from evaluation.metrics import PerformanceMetrics
+from ingestion.warehouse import row_counts
 from orchestration.assets.promotion import champion_model
 from orchestration.definitions import build_definitions
-from orchestration.ingestion.warehouse import row_counts
 from orchestration.resources.settings import PromotionGateSettings
 from orchestration.settings import CHAMPION_ALIAS, MODEL_NAME, ProjectPaths
 

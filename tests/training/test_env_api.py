@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 from stable_baselines3.common.env_checker import check_env
 
-from tests.training.conftest import make_synthetic_market
+from tests.support.markets import make_synthetic_market
 from training.env import EnvConfig, PerpPortfolioEnv
 
 

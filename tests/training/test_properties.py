@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tests.training.conftest import make_synthetic_market
+from tests.support.markets import make_synthetic_market
 from training.env import EnvConfig, PerpPortfolioEnv, RandomizationConfig
 from training.observation import FeatureNormalizer, ObservationBuilder, PortfolioState
 

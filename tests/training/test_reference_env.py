@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from tests.training.conftest import make_synthetic_market
+from tests.support.markets import make_synthetic_market
+from tests.support.reference_env import ReferencePerpEnv
 from training.env import EnvConfig, PerpPortfolioEnv
-from training.reference_env import ReferencePerpEnv
 
 
 @pytest.mark.parametrize("leverage", [3.0, 60.0])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.training.conftest import make_flat_market, make_synthetic_market, to_market
+from tests.support.markets import make_flat_market, make_synthetic_market, to_market
 from training.env import EnvConfig, PerpPortfolioEnv, RandomizationConfig
 from training.rewards import DelayedReward, PnLReward, SortinoReward
 

@@ -7,7 +7,7 @@ fee 0.0005 x 10,000 = 5 and slippage 10,000 x (1e-4 + 0.005 x sqrt(1e-4)) = 1.5.
 import numpy as np
 import pytest
 
-from tests.training.conftest import make_flat_market, to_market
+from tests.support.markets import make_flat_market, to_market
 from training.env import EnvConfig, PerpPortfolioEnv, RandomizationConfig
 from training.margin import MarginModel
 

@@ -6,7 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.training.conftest import make_synthetic_market
+from tests.support.markets import make_synthetic_market
 from training.actions import target_weights
 from training.config import TrainConfig
 from training.env import EnvConfig

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.training.conftest import make_synthetic_market
+from tests.support.markets import make_synthetic_market
 from training.env import EnvConfig, PerpPortfolioEnv, RandomizationConfig
 from training.vec_env import BatchedPerpPortfolioVecEnv
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from orchestration.ingestion.frames import empty_frame
-from orchestration.ingestion.universe import timeframe_delta
-from orchestration.ingestion.warehouse import DATA_GAPS
+from ingestion.frames import empty_frame
+from ingestion.universe import timeframe_delta
+from ingestion.warehouse import DATA_GAPS
 
 SERIES = ["venue", "market", "symbol", "timeframe"]
 

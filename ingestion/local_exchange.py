@@ -1,9 +1,11 @@
-"""A local fake of Binance's public REST API, served from a synthetic market on 127.0.0.1.
+"""A local Binance-compatible exchange: Binance's public REST API served on 127.0.0.1 from a
+synthetic market.
 
 It answers what ccxt's ``binanceusdm`` and ``binance`` (spot) call for market data, in Binance's
 formats: ``exchangeInfo``, ``klines``, ``markPriceKlines``, ``indexPriceKlines``, ``fundingRate``,
-``premiumIndex``, ``openInterestHist``, ``depth`` and ``time``. Point an exchange at it with
-``point_exchange_at(exchange, server.base_url)``; ccxt's own request and parsing code runs.
+``premiumIndex``, ``openInterestHist``, ``depth`` and ``time``. The ccxt source reaches it through
+its ``base_url`` (``ingestion.ccxt_source.point_exchange_at``), so ccxt's own request and parsing
+code runs; this module imports nothing of the ccxt source.
 
 Faults are queued per endpoint with ``server.inject(endpoint, kind, times)``:
 ``429``, ``500``, ``503`` (HTTP errors with Binance bodies), ``timeout`` (answers late),
@@ -24,25 +26,17 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pandas as pd
 
-from orchestration.ingestion.frames import MarketFrames
+from ingestion.frames import MarketFrames
+from ingestion.universe import TIMEFRAMES
 
 FAULTS = ("429", "500", "503", "timeout", "truncated", "overlap", "malformed", "nan", "auth")
-_INTERVAL_MS = {"5m": 300_000, "10m": 600_000, "30m": 1_800_000, "1h": 3_600_000, "1d": 86_400_000}
 
 
 def _ms(ts) -> np.ndarray:
     return pd.to_datetime(ts).to_numpy(dtype="datetime64[ms]").astype(np.int64)
 
 
-def point_exchange_at(exchange, base_url: str) -> None:
-    """Route every API of a ccxt Binance exchange to ``base_url`` (host kept as a path part)."""
-    base = base_url.rstrip("/")
-    exchange.urls["api"] = {
-        name: url.replace("https://", f"{base}/") for name, url in exchange.urls["api"].items()
-    }
-
-
-class FakeBinance:
+class LocalBinance:
     """The server; ``market`` supplies perp/spot/mark/index bars, funding, OI and books."""
 
     def __init__(self, market: MarketFrames, now: pd.Timestamp | None = None, delay: float = 2.0):
@@ -64,7 +58,7 @@ class FakeBinance:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> FakeBinance:
+    def start(self) -> LocalBinance:
         self._thread.start()
         return self
 
@@ -72,7 +66,7 @@ class FakeBinance:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> FakeBinance:
+    def __enter__(self) -> LocalBinance:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -190,7 +184,7 @@ class FakeBinance:
             lo = max(0, lo - 3)
         now = self._now_ms()
         rows = []
-        step = _INTERVAL_MS[interval]
+        step = TIMEFRAMES[interval].milliseconds
         for i in range(lo, hi):
             if ts[i] + step > now + step:  # not yet open
                 break

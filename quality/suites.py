@@ -21,6 +21,8 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 import great_expectations as gx  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
+from ingestion.universe import TIMEFRAMES  # noqa: E402
+
 FEATURE_KEY = ["venue", "symbol", "timeframe", "ts"]
 MAX_ABS_BASIS = 0.05
 MAX_ABS_FUNDING = 0.03
@@ -31,9 +33,11 @@ MAX_REALIZED_VOL = 0.5
 MAX_ABS_MARK_SPREAD = 0.05
 MAX_MEAN_ABS_ZSCORE = 1.5
 
-_BAR_MINUTES = "case timeframe when '1m' then 1 when '5m' then 5 when '10m' then 10 \
-when '15m' then 15 when '30m' then 30 when '1h' then 60 when '4h' then 240 when '8h' then 480 \
-when '1d' then 1440 end"
+_BAR_MINUTES = (
+    "case timeframe "
+    + " ".join(f"when '{tf.name}' then {tf.minutes}" for tf in TIMEFRAMES.values())
+    + " end"
+)
 
 RAW_OHLCV_QUERY = f"""
 with bars as (

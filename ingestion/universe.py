@@ -6,10 +6,48 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-# Timeframes the warehouse stores, in minutes. 10m is built from 5m candles where a venue
-# has no native 10m (Binance, OKX and Bybit all lack it).
-TIMEFRAME_MINUTES = {"5m": 5, "10m": 10, "30m": 30, "1h": 60, "1d": 1440}
-SUPPORTED_TIMEFRAMES = ("10m", "30m", "1h", "1d")
+
+@dataclass(frozen=True)
+class Timeframe:
+    """A bar length the warehouse stores, named as ccxt, freqtrade and Binance name it."""
+
+    name: str
+    """The ``timeframe`` column's value, e.g. ``"1h"``."""
+    minutes: int
+    """Bar length in minutes."""
+
+    @property
+    def delta(self) -> pd.Timedelta:
+        """Bar length as a ``pandas.Timedelta``."""
+        return pd.Timedelta(minutes=self.minutes)
+
+    @property
+    def milliseconds(self) -> int:
+        """Bar length in milliseconds (exchange APIs' unit)."""
+        return self.minutes * 60_000
+
+    @property
+    def hours(self) -> float:
+        """Bar length in hours."""
+        return self.minutes / 60.0
+
+
+TIMEFRAMES: dict[str, Timeframe] = {
+    tf.name: tf
+    for tf in (
+        Timeframe("5m", 5),
+        Timeframe("10m", 10),
+        Timeframe("30m", 30),
+        Timeframe("1h", 60),
+        Timeframe("1d", 1440),
+    )
+}
+"""Every timeframe the warehouse stores. 10m is built from 5m candles where a venue has no native
+10m (Binance, OKX and Bybit all lack it). ``dbt_project/macros/timeframes.sql`` repeats this table
+for dbt, and a test keeps the two equal."""
+MART_TIMEFRAMES = ("10m", "30m", "1h", "1d")
+"""Timeframes of the feature mart: dbt's ``timeframes`` var (a test keeps the two equal)."""
+
 
 # The 18 Binance USDT-M perpetuals studied by Chun & Lee (2025).
 CHUN_LEE_2025 = (
@@ -62,10 +100,13 @@ def resolve_symbols(symbols: str | tuple[str, ...] | list[str]) -> tuple[str, ..
     return out
 
 
-def timeframe_delta(timeframe: str) -> pd.Timedelta:
-    """Bar length of ``timeframe``; raises on anything the warehouse does not store."""
-    if timeframe not in TIMEFRAME_MINUTES:
-        raise ValueError(
-            f"unsupported timeframe {timeframe!r}; supported: {sorted(TIMEFRAME_MINUTES)}"
-        )
-    return pd.Timedelta(minutes=TIMEFRAME_MINUTES[timeframe])
+def timeframe(name: str) -> Timeframe:
+    """The ``Timeframe`` called ``name``; raises on anything the warehouse does not store."""
+    if name not in TIMEFRAMES:
+        raise ValueError(f"unsupported timeframe {name!r}; supported: {list(TIMEFRAMES)}")
+    return TIMEFRAMES[name]
+
+
+def timeframe_delta(name: str) -> pd.Timedelta:
+    """Bar length of timeframe ``name``; raises on anything the warehouse does not store."""
+    return timeframe(name).delta

@@ -29,10 +29,10 @@ import ccxt
 import numpy as np
 import pandas as pd
 
-from orchestration.ingestion.frames import MarketFrames, empty_frame
-from orchestration.ingestion.gaps import find_gaps
-from orchestration.ingestion.universe import VENUES, VenueSpec, timeframe_delta
-from orchestration.ingestion.warehouse import (
+from ingestion.frames import MarketFrames, empty_frame
+from ingestion.gaps import find_gaps
+from ingestion.universe import VENUES, VenueSpec, timeframe_delta
+from ingestion.warehouse import (
     DATA_GAPS,
     FUNDING_RATES,
     OHLCV,
@@ -84,6 +84,15 @@ class RetryPolicy:
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
 
+def point_exchange_at(exchange, base_url: str) -> None:
+    """Route every API of a ccxt exchange to ``base_url``, keeping each API's host as a path part
+    (how the local Binance-compatible exchange tells the perp, spot and data APIs apart)."""
+    base = base_url.rstrip("/")
+    exchange.urls["api"] = {
+        name: url.replace("https://", f"{base}/") for name, url in exchange.urls["api"].items()
+    }
+
+
 def make_exchange(
     exchange_id: str,
     *,
@@ -103,8 +112,6 @@ def make_exchange(
     if rate_limit_ms is not None:
         exchange.rateLimit = rate_limit_ms
     if base_url:
-        from orchestration.ingestion.fake_exchange import point_exchange_at
-
         point_exchange_at(exchange, base_url)
     return exchange
 

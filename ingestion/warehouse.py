@@ -293,12 +293,3 @@ def row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         name: con.execute(f"SELECT count(*) FROM {t.qualified}").fetchall()[0][0]
         for name, t in RAW_TABLES.items()
     }
-
-
-def last_timestamps(
-    con: duckdb.DuckDBPyConnection, table: RawTable, group_by: tuple[str, ...]
-) -> dict[tuple, pd.Timestamp]:
-    """Latest stored ``ts`` per group (e.g. per venue, market, symbol, timeframe)."""
-    cols = ", ".join(group_by)
-    rows = con.execute(f"SELECT {cols}, max(ts) FROM {table.qualified} GROUP BY {cols}").fetchall()
-    return {tuple(r[:-1]): pd.Timestamp(r[-1]) for r in rows}

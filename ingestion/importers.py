@@ -24,10 +24,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from orchestration.ingestion.frames import MarketFrames, empty_frame
-from orchestration.ingestion.gaps import find_gaps
-from orchestration.ingestion.universe import TIMEFRAME_MINUTES
-from orchestration.ingestion.warehouse import (
+from ingestion.frames import MarketFrames, empty_frame
+from ingestion.gaps import find_gaps
+from ingestion.universe import TIMEFRAMES
+from ingestion.warehouse import (
     FUNDING_RATES,
     OHLCV,
     DataValidationError,
@@ -182,8 +182,10 @@ def _freqtrade(directory: Path, venue: str) -> tuple[MarketFrames, ImportReport]
             report.skipped.append(f"{path}: not a freqtrade candle or funding file")
             continue
         market, base, tf = kind
-        if market != "funding" and tf not in TIMEFRAME_MINUTES:
-            report.skipped.append(f"{path}: timeframe {tf} is not stored (use {TIMEFRAME_MINUTES})")
+        if market != "funding" and tf not in TIMEFRAMES:
+            report.skipped.append(
+                f"{path}: timeframe {tf} is not stored (use one of {list(TIMEFRAMES)})"
+            )
             continue
         data = read_freqtrade_file(path)
         report.files += 1
@@ -305,7 +307,7 @@ def _binance_bulk(directory: Path, venue: str) -> tuple[MarketFrames, ImportRepo
         if "premiumIndexKlines" in path.parts or not (kl or fr):
             report.skipped.append(f"{path}: not a klines or fundingRate file")
             continue
-        if kl and kl["tf"] not in TIMEFRAME_MINUTES:
+        if kl and kl["tf"] not in TIMEFRAMES:
             report.skipped.append(f"{path}: timeframe {kl['tf']} is not stored")
             continue
         report.files += 1

@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
-from orchestration.ingestion.frames import MarketFrames, empty_frame
-from orchestration.ingestion.universe import TIMEFRAME_MINUTES
-from orchestration.ingestion.warehouse import DATA_GAPS, ORDER_BOOK_SNAPSHOTS
+from ingestion.frames import MarketFrames, empty_frame
+from ingestion.universe import timeframe
+from ingestion.warehouse import DATA_GAPS, ORDER_BOOK_SNAPSHOTS
 
 VENUE = "synthetic"
 
@@ -78,9 +78,6 @@ ASSETS: dict[str, AssetParams] = {
     "ENJ": AssetParams(0.035, 0.0095, 0.75, -10.0, 8.0, 5.0e5),
 }
 SYMBOLS = tuple(ASSETS)
-# Kept for callers of the first version.
-START_PRICES = tuple(a.price for a in ASSETS.values())
-HOURLY_VOLS = tuple(a.hourly_vol for a in ASSETS.values())
 
 # Venue: (basis offset bp, extra basis noise bp, volume share). Unknown venues get a seeded draw.
 VENUE_PROFILES = {
@@ -131,8 +128,7 @@ class SyntheticMarketConfig:
         unknown = [s for s in self.symbols or () if s not in ASSETS]
         if unknown:
             raise ValueError(f"no synthetic parameters for symbol(s) {unknown}; known: {SYMBOLS}")
-        if self.timeframe not in TIMEFRAME_MINUTES:
-            raise ValueError(f"unsupported timeframe {self.timeframe!r}")
+        timeframe(self.timeframe)
         if self.n_bars * self.bar_hours < self.funding_interval_hours:
             raise ValueError(f"n_bars must cover one funding interval, got {self.n_bars}")
         if self.order_book_levels < 0:
@@ -148,7 +144,7 @@ class SyntheticMarketConfig:
 
     @property
     def bar_hours(self) -> float:
-        return TIMEFRAME_MINUTES[self.timeframe] / 60.0
+        return timeframe(self.timeframe).hours
 
     @property
     def snapshot_every(self) -> int:
@@ -159,10 +155,6 @@ class SyntheticMarketConfig:
     def funding_hours(self, symbol: str) -> int:
         own = ASSETS[symbol].funding_hours
         return own if own != 8 else self.funding_interval_hours
-
-
-# The first version's name for the frame set.
-SyntheticMarket = MarketFrames
 
 
 @dataclass

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 
 import pandas as pd
 
-from orchestration.ingestion.warehouse import (
+from ingestion.warehouse import (
     DATA_GAPS,
     FUNDING_RATES,
     OHLCV,

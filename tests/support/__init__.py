@@ -1,0 +1,1 @@
+"""Helpers and test oracles shared by the test suite (and the benches): import from here."""
