@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.perpfolio-installed
+MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := $(wildcard dbt_project/*.yml) $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null)
 
 # The venv's bin first on PATH, as if activated (dagster-dbt looks up `dbt` there).
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -25,22 +27,32 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
-demo: install
+# dbt's manifest, which the code location loads: parsed again when the dbt project changes
+# (`dagster dev` also re-parses it on load).
+$(MANIFEST): $(STAMP) $(DBT_SOURCES)
+	$(BIN)/dagster-dbt project prepare-and-package --file orchestration/resources/dbt_cli.py
+
+demo: install $(MANIFEST)
 	$(BIN)/perpfolio demo
 
-test: install
+test: install $(MANIFEST)
 	$(BIN)/python -m pytest -q
 
-test-fast: install
+test-fast: install $(MANIFEST)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# ruff (style), import-linter (Dagster stays out of the domain packages, layers point one way),
+# mypy (types of the domain packages).
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
-ui: install
+ui: install $(MANIFEST)
 	$(BIN)/perpfolio ui
 
-bench: install
+bench: install $(MANIFEST)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:

@@ -9,7 +9,7 @@ import dagster as dg
 
 from orchestration.assets.features import FEATURE_MART
 from orchestration.resources.warehouse import DuckDBWarehouse
-from orchestration.settings import ProjectPaths
+from orchestration.project import ProjectPaths
 from quality.suites import SuiteResult, run_suite, suites, write_report
 
 RAW_OHLCV = dg.AssetKey(["raw", "ohlcv"])

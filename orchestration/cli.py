@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from orchestration.settings import CHAMPION_ALIAS, ProjectPaths
+from orchestration.project import CHAMPION_ALIAS, ProjectPaths
 
 DAGSTER_YAML = """\
 # Written by perpfolio; runs go one at a time because they share one DuckDB file.

@@ -8,8 +8,13 @@ import numpy as np
 
 
 class LeverageLimits(Protocol):
-    max_leverage: float
-    gross_leverage_cap: float
+    """Anything with a per-asset and a gross leverage limit (``EnvConfig``)."""
+
+    @property
+    def max_leverage(self) -> float: ...
+
+    @property
+    def gross_leverage_cap(self) -> float: ...
 
 
 def target_weights(actions: np.ndarray, limits: LeverageLimits) -> np.ndarray:

@@ -5,27 +5,29 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+from mlflow.pyfunc import PythonModel, PythonModelContext
 from stable_baselines3 import A2C, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from training.actions import target_weights
-from training.env import EnvConfig
+from training.env_config import EnvConfig
 from training.observation import ObservationBuilder
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "A2C": A2C, "SAC": SAC}
 
-PIP_REQUIREMENTS = [
-    "stable-baselines3==2.9.2",
-    "torch==2.13.0",
-    "gymnasium>=1.4,<1.5",
-    "numpy>=2.0",
-    "mlflow==3.17.2",
-]
+MODEL_DEPENDENCIES = ("stable-baselines3", "torch", "gymnasium", "numpy", "mlflow")
+"""Distributions a served policy imports; their versions are the installed, pinned ones."""
+
+
+def pip_requirements() -> list[str]:
+    """``name==version`` of each model dependency as installed here (from ``constraints.txt``)."""
+    return [f"{name}=={metadata.version(name)}" for name in MODEL_DEPENDENCIES]
 
 
 @dataclass(frozen=True)
@@ -69,13 +71,13 @@ class PolicySpec:
         return tuple(self.builder.feature_names)
 
 
-class PolicyModel(mlflow.pyfunc.PythonModel):
+class PolicyModel(PythonModel):
     """pyfunc wrapper: ``predict`` maps observations (rows) to target weights per asset."""
 
     spec: PolicySpec
     algorithm: BaseAlgorithm
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         self.spec = PolicySpec.from_dict(json.loads(Path(context.artifacts["spec"]).read_text()))
         self.algorithm = ALGORITHMS[self.spec.algorithm].load(
             context.artifacts["policy"], device="cpu"
@@ -109,7 +111,7 @@ def log_policy(
             name="policy",
             python_model=str(Path(__file__).with_name("policy_model_entry.py")),
             artifacts={"policy": str(policy_path), "spec": str(spec_path)},
-            pip_requirements=PIP_REQUIREMENTS,
+            pip_requirements=pip_requirements(),
             input_example=example,
             registered_model_name=registered_model_name,
         )

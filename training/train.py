@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ def train_policy(train_market: MarketData, config: TrainConfig) -> TrainedPolicy
     normalizer = FeatureNormalizer.fit(train_market.features)
     env = BatchedPerpPortfolioVecEnv(train_market, config.env, config.n_envs, normalizer)
     env.seed(config.seed)
-    kwargs: dict[str, object] = {
+    kwargs: dict[str, Any] = {
         "learning_rate": config.learning_rate,
         "gamma": config.gamma,
         "seed": config.seed,

@@ -6,7 +6,7 @@ from evaluation.gate import decide
 from evaluation.metrics import PerformanceMetrics
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.settings import PromotionGateSettings
-from orchestration.settings import CHAMPION_ALIAS
+from orchestration.project import CHAMPION_ALIAS
 
 
 def _metrics(values: dict | None) -> PerformanceMetrics | None:

@@ -4,7 +4,7 @@ import dagster as dg
 
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.warehouse import DuckDBWarehouse
-from orchestration.settings import CHAMPION_ALIAS
+from orchestration.project import CHAMPION_ALIAS
 from serving.serve import TARGET_WEIGHTS_TABLE, decide, write_decision
 from training.data import load_market
 from training.policy_model import load_policy

@@ -8,7 +8,7 @@ import dagster as dg
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from orchestration.settings import CHAMPION_ALIAS
+from orchestration.project import CHAMPION_ALIAS
 
 EXPERIMENT = "perpfolio"
 

@@ -1,8 +1,13 @@
-"""Per-environment settings of the training run and the promotion gate."""
+"""Per-environment overrides of the training run and the promotion gate.
+
+The defaults live in the domain dataclasses (``training.config.TrainConfig``,
+``evaluation.gate.GateConfig``); a field left ``None`` here keeps the dataclass's default.
+"""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import dagster as dg
 
@@ -10,44 +15,51 @@ from evaluation.gate import GateConfig
 from training.config import TrainConfig
 
 
-class TrainingSettings(dg.ConfigurableResource):
-    """Budget and shape of a training run (the rest of ``TrainConfig`` keeps its defaults)."""
+def _set(settings: dg.ConfigurableResource, names: tuple[str, ...]) -> dict[str, Any]:
+    """The fields of ``settings`` among ``names`` that are set (not ``None``): the overrides."""
+    return {n: getattr(settings, n) for n in names if getattr(settings, n) is not None}
 
-    algorithm: str = "PPO"
-    total_timesteps: int = 100_000
-    seed: int = 0
-    n_envs: int = 4
-    n_steps: int = 256
-    batch_size: int = 256
-    episode_length: int = 512
-    test_fraction: float = 0.25
+
+class TrainingSettings(dg.ConfigurableResource):
+    """Overrides of ``TrainConfig`` for one environment; ``None`` keeps its default."""
+
+    algorithm: str | None = None
+    """Stable-Baselines3 algorithm: PPO, A2C or SAC."""
+    total_timesteps: int | None = None
+    """Environment steps of training."""
+    seed: int | None = None
+    """Seeds the environment, the policy initialization and torch."""
+    n_envs: int | None = None
+    """Parallel environments per rollout."""
+    n_steps: int | None = None
+    """Rollout length per environment between updates."""
+    batch_size: int | None = None
+    """Minibatch size."""
+    test_fraction: float | None = None
+    """Trailing fraction of bars held out for out-of-sample evaluation."""
+    episode_length: int | None = None
+    """Bars per training episode (``EnvConfig.episode_length``)."""
 
     def train_config(self, venue: str) -> TrainConfig:
+        """``TrainConfig``'s defaults with this environment's overrides, for ``venue``."""
         base = TrainConfig()
-        return replace(
-            base,
-            algorithm=self.algorithm,
-            total_timesteps=self.total_timesteps,
-            seed=self.seed,
-            n_envs=self.n_envs,
-            n_steps=self.n_steps,
-            batch_size=self.batch_size,
-            test_fraction=self.test_fraction,
-            venue=venue,
-            env=replace(base.env, episode_length=self.episode_length),
-        )
+        env = base.env
+        if self.episode_length is not None:
+            env = replace(env, episode_length=self.episode_length)
+        names = tuple(n for n in type(self).model_fields if n != "episode_length")
+        return replace(base, **_set(self, names), venue=venue, env=env)
 
 
 class PromotionGateSettings(dg.ConfigurableResource):
-    """Thresholds of the promotion gate (see ``evaluation.gate.GateConfig``)."""
+    """Overrides of the promotion gate's thresholds (``GateConfig``); ``None`` keeps its default."""
 
-    min_sharpe_margin_vs_baseline: float = 0.0
-    min_sharpe_margin_vs_champion: float = 0.0
-    max_drawdown: float = 0.5
+    min_sharpe_margin_vs_baseline: float | None = None
+    """Candidate Sharpe minus the equal-weight baseline's Sharpe must be at least this."""
+    min_sharpe_margin_vs_champion: float | None = None
+    """Candidate Sharpe minus the current champion's Sharpe must be at least this."""
+    max_drawdown: float | None = None
+    """Largest peak-to-trough loss allowed, as a fraction of equity."""
 
     def gate_config(self) -> GateConfig:
-        return GateConfig(
-            min_sharpe_margin_vs_baseline=self.min_sharpe_margin_vs_baseline,
-            min_sharpe_margin_vs_champion=self.min_sharpe_margin_vs_champion,
-            max_drawdown=self.max_drawdown,
-        )
+        """``GateConfig``'s defaults with this environment's overrides."""
+        return replace(GateConfig(), **_set(self, tuple(type(self).model_fields)))

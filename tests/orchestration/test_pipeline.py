@@ -12,7 +12,7 @@ from ingestion.warehouse import row_counts
 from orchestration.assets.promotion import champion_model
 from orchestration.definitions import build_definitions
 from orchestration.resources.settings import PromotionGateSettings
-from orchestration.settings import CHAMPION_ALIAS, MODEL_NAME, ProjectPaths
+from orchestration.project import CHAMPION_ALIAS, MODEL_NAME, ProjectPaths
 
 pytestmark = pytest.mark.slow
 
