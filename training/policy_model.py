@@ -26,8 +26,9 @@ MODEL_DEPENDENCIES = ("stable-baselines3", "torch", "gymnasium", "numpy", "mlflo
 
 
 def pip_requirements() -> list[str]:
-    """``name==version`` of each model dependency as installed here (from ``constraints.txt``)."""
-    return [f"{name}=={metadata.version(name)}" for name in MODEL_DEPENDENCIES]
+    """``name==version`` of each model dependency as installed here (from ``constraints.txt``),
+    without a local build tag such as torch's ``+cpu``, which no index serves by that name."""
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in MODEL_DEPENDENCIES]
 
 
 @dataclass(frozen=True)
