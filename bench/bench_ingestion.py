@@ -61,12 +61,12 @@ def load_universe(timeframe: str, years: float, directory: str) -> tuple[float, 
 
 
 def reference_upsert(directory: str, n_symbols: int, years: float) -> tuple[float, float, int]:
-    """The first version's ON CONFLICT upsert vs the current anti-join upsert, same OHLCV rows."""
+    """A plain INSERT ... ON CONFLICT upsert (the reference) vs ``write_batch``, same rows."""
     config = SyntheticMarketConfig(
         symbols=CHUN_LEE_2025[:n_symbols], n_bars=int(24 * 365 * years), order_book_levels=0
     )
     frame = next(iter_market(config, symbols_per_chunk=n_symbols)).ohlcv
-    cols = [c for c in OHLCV.columns if c != "ingested_at"]
+    cols = OHLCV.frame_columns
     names = ", ".join(cols)
     updates = ", ".join(f"{c} = excluded.{c}" for c in OHLCV.value_columns)
     with duckdb.connect(str(Path(directory) / "ref.duckdb")) as con:
