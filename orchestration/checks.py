@@ -8,8 +8,8 @@ keeps an HTML report of the validation whose path is in the check's metadata.
 import dagster as dg
 
 from orchestration.assets.features import FEATURE_MART
-from orchestration.resources.warehouse import DuckDBWarehouse
 from orchestration.project import ProjectPaths
+from orchestration.resources.warehouse import DuckDBWarehouse
 from quality.suites import SuiteResult, run_suite, suites, write_report
 
 RAW_OHLCV = dg.AssetKey(["raw", "ohlcv"])

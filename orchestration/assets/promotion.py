@@ -4,9 +4,9 @@ import dagster as dg
 
 from evaluation.gate import decide
 from evaluation.metrics import PerformanceMetrics
+from orchestration.project import CHAMPION_ALIAS
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.settings import PromotionGateSettings
-from orchestration.project import CHAMPION_ALIAS
 
 
 def _metrics(values: dict | None) -> PerformanceMetrics | None:
