@@ -449,7 +449,7 @@ def resample_bars(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     ).reset_index()
     out = out[out["n"] == need].drop(columns="n").rename(columns={"bucket": "ts"})
     out.insert(3, "timeframe", timeframe)
-    return out[[c for c in OHLCV.columns if c != "ingested_at"]].reset_index(drop=True)
+    return out[OHLCV.frame_columns].reset_index(drop=True)
 
 
 def _invalid(frame: pd.DataFrame) -> np.ndarray:

@@ -25,8 +25,8 @@ _TABLE_OF = {
 
 
 def empty_frame(table: RawTable) -> pd.DataFrame:
-    """A frame with ``table``'s columns (without ``ingested_at``) and no rows."""
-    return pd.DataFrame({c: [] for c in table.columns if c != "ingested_at"})
+    """A frame with ``table``'s frame columns and no rows."""
+    return pd.DataFrame({c: [] for c in table.frame_columns})
 
 
 @dataclass(frozen=True)

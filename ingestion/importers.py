@@ -5,18 +5,28 @@
 * Binance's public bulk data (data.binance.vision): monthly or daily ``klines``,
   ``markPriceKlines``, ``indexPriceKlines`` and ``fundingRate`` CSVs, zipped or not.
 
-Both produce the same raw-table frames as the other sources, with gaps found in the bars. A file
-with the wrong columns, unparsable or non-positive values raises ``DataValidationError`` naming
-the file (and symbol, timestamp and field where it applies); ``import_directory`` writes
-everything in one transaction, so a bad file leaves the warehouse untouched.
+Both produce the same raw-table frames as the other sources, with gaps found in the bars. Bad
+input raises ``DataValidationError`` naming the file (and symbol, row, timestamp and field where
+it applies): wrong columns, unparsable or non-positive values, a file without rows, timestamps
+that are neither epoch numbers nor ISO 8601, times outside [2009-01-01, now + 1 day], conflicting
+duplicates. Epoch numbers are read in the unit their magnitude says (s, ms, us or ns).
+``import_directory`` writes everything in one transaction, so a bad file leaves the warehouse
+untouched, and a stored row the import would change is a conflict unless ``replace=True``.
+
+A symbol with perpetual bars but no mark-price file at that timeframe gets mark bars copied from
+its perp bars, stored with ``source = '<kind>:mark=perp-close'``, listed in
+``ImportReport.mark_from_perp_close`` and logged as a warning that says what to download.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import logging
 import re
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,13 +38,19 @@ from ingestion.frames import MarketFrames, empty_frame
 from ingestion.gaps import find_gaps
 from ingestion.universe import TIMEFRAMES
 from ingestion.warehouse import (
+    EARLIEST_TS,
     FUNDING_RATES,
     OHLCV,
+    SOURCE_FILE,
     DataValidationError,
+    check_raw_frame,
+    derived_source,
     ensure_raw_schema,
-    validate_frame,
+    latest_plausible_ts,
     write_batch,
 )
+
+log = logging.getLogger(__name__)
 
 FREQTRADE_COLUMNS = ["date", "open", "high", "low", "close", "volume"]
 _FT_FUTURES = re.compile(
@@ -70,26 +86,73 @@ QUOTES = ("USDT", "USDC", "BUSD")
 
 @dataclass
 class ImportReport:
-    """What an import read, wrote and skipped."""
+    """What an import read, wrote and skipped, and which symbols' mark bars it derived."""
 
     files: int = 0
     rows_written: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     gaps: int = 0
+    mark_from_perp_close: list[str] = field(default_factory=list)
 
 
-def _ts_from_epoch(values: pd.Series, where: str) -> pd.Series:
-    """Epoch milliseconds (or microseconds, Binance spot since 2025) -> naive UTC timestamps."""
-    v = pd.to_numeric(values, errors="coerce")
-    if v.isna().any():
-        raise DataValidationError(f"{where}: unparsable timestamp {values[v.isna()].iloc[0]!r}")
-    unit = "us" if v.max() > 1e14 else "ms"
-    return pd.to_datetime(v.astype("int64"), unit=unit)
+# Epoch units by magnitude: a value below the bound is read in that unit. Seconds of 2009-2100
+# are ~1.2e9-4.1e9, milliseconds ~1e12, microseconds ~1e15, nanoseconds ~1e18.
+_EPOCH_UNITS = (("s", 1e11), ("ms", 1e14), ("us", 1e17), ("ns", 9.2e18))
+_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 
 
-def _naive_utc(values: pd.Series) -> pd.Series:
-    ts = pd.to_datetime(values, utc=True)
-    return ts.dt.tz_convert(None).astype("datetime64[us]")
+def _refuse_row(where: str, column: str, values: pd.Series, bad: np.ndarray, why: str) -> None:
+    i = int(np.flatnonzero(bad)[0])
+    raise DataValidationError(f"{where}: {column} at row {i} is {values.iloc[i]!r}: {why}")
+
+
+def parse_timestamps(values: pd.Series, where: str, column: str) -> pd.Series:
+    """Naive UTC times from epoch numbers, datetimes or ISO 8601 strings, range-checked.
+
+    Epoch numbers are read in the unit their magnitude says (s, ms, us, ns: the largest value
+    decides); strings must be ISO 8601 (``2026-01-31 13:00[:00][+00:00]``), so a ``dd/mm/YYYY``
+    date is refused rather than guessed. A time before 2009-01-01 or after now + 1 day is
+    refused (a unit mix-up), naming ``where``, the column, the row and the value.
+    """
+    values = values.reset_index(drop=True)
+    if values.isna().any():
+        _refuse_row(where, column, values, values.isna().to_numpy(), "a missing timestamp")
+    numbers = pd.to_numeric(values, errors="coerce") if values.dtype == object else values
+    if pd.api.types.is_numeric_dtype(numbers) and not numbers.isna().any():
+        return _from_epoch(numbers.astype(float), where, column)
+    if pd.api.types.is_datetime64_any_dtype(values):
+        ts = pd.to_datetime(values, utc=True)
+    else:
+        ts = pd.to_datetime(values.astype(str), utc=True, format="ISO8601", errors="coerce")
+        if ts.isna().any():
+            _refuse_row(
+                where, column, values, ts.isna().to_numpy(),
+                "not a timestamp (use epoch numbers or ISO 8601, e.g. 2026-01-31 13:00:00)",
+            )  # fmt: skip
+    ts = ts.dt.tz_convert(None).astype("datetime64[us]")
+    latest = latest_plausible_ts()
+    bad = ((ts < EARLIEST_TS) | (ts > latest)).to_numpy()
+    if bad.any():
+        _refuse_row(where, column, values, bad, f"outside [{EARLIEST_TS.date()}, now + 1 day]")
+    return ts
+
+
+def _from_epoch(numbers: pd.Series, where: str, column: str) -> pd.Series:
+    top = float(numbers.abs().max())
+    unit = next((u for u, below in _EPOCH_UNITS if top < below), None)
+    if unit is None:
+        _refuse_row(where, column, numbers, (numbers.abs() >= top).to_numpy(), "too large")
+    per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit]
+    lo = (EARLIEST_TS - pd.Timestamp(0)).total_seconds() * per_second
+    hi = (latest_plausible_ts() - pd.Timestamp(0)).total_seconds() * per_second
+    bad = ((numbers < lo) | (numbers > hi)).to_numpy()
+    if bad.any():
+        _refuse_row(
+            where, column, numbers, bad,
+            f"read as epoch {_UNIT_NAMES[unit]} (the unit of the file's largest value) it lies "
+            f"outside [{EARLIEST_TS.date()}, now + 1 day]",
+        )  # fmt: skip
+    return pd.to_datetime(numbers.astype("int64"), unit=unit)
 
 
 def _numeric(frame: pd.DataFrame, cols: list[str], where: str) -> pd.DataFrame:
@@ -107,13 +170,16 @@ def _numeric(frame: pd.DataFrame, cols: list[str], where: str) -> pd.DataFrame:
 
 
 def read_freqtrade_file(path: Path) -> pd.DataFrame:
-    """A freqtrade candle file as a frame with ``FREQTRADE_COLUMNS`` (date = naive UTC)."""
+    """A freqtrade candle file as a frame with ``FREQTRADE_COLUMNS`` (date = naive UTC).
+
+    A file without rows is refused: freqtrade writes none, so it is a broken download.
+    """
     where = str(path)
     try:
         if path.suffix == ".feather":
             frame = pd.read_feather(path)
         else:
-            opener = __import__("gzip").open if path.name.endswith(".gz") else open
+            opener: Callable = gzip.open if path.name.endswith(".gz") else open
             with opener(path, "rt") as fh:
                 rows = json.load(fh)
             frame = pd.DataFrame(rows)
@@ -121,6 +187,8 @@ def read_freqtrade_file(path: Path) -> pd.DataFrame:
                 frame.columns = FREQTRADE_COLUMNS
     except (OSError, ValueError) as exc:
         raise DataValidationError(f"{where}: cannot read freqtrade file: {exc}") from exc
+    if frame.empty:
+        raise DataValidationError(f"{where}: the file has no rows; download it again or delete it")
     missing = [c for c in FREQTRADE_COLUMNS if c not in frame.columns]
     if missing:
         raise DataValidationError(
@@ -128,10 +196,7 @@ def read_freqtrade_file(path: Path) -> pd.DataFrame:
             f"expected {FREQTRADE_COLUMNS})"
         )
     frame = _numeric(frame[FREQTRADE_COLUMNS].copy(), FREQTRADE_COLUMNS[1:], where)
-    if pd.api.types.is_numeric_dtype(frame["date"]):
-        frame["date"] = _ts_from_epoch(frame["date"], where)
-    else:
-        frame["date"] = _naive_utc(frame["date"])
+    frame["date"] = parse_timestamps(frame["date"], where, "date").to_numpy()
     return frame
 
 
@@ -148,28 +213,60 @@ def _classify_freqtrade(name: str) -> tuple[str, str, str] | None:
 
 
 def _funding_from_rates(
-    venue: str, symbol: str, ts: pd.Series, rates: pd.Series, intervals=None
+    venue: str,
+    symbol: str,
+    ts: pd.Series,
+    rates: pd.Series,
+    where: str,
+    intervals: pd.Series | None = None,
 ) -> pd.DataFrame:
-    ts = ts.dt.round("h")
-    frame = pd.DataFrame({"venue": venue, "symbol": symbol, "ts": ts, "funding_rate": rates})
-    frame = frame.drop_duplicates("ts", keep="last").sort_values("ts", ignore_index=True)
+    """Funding rows (settlement times rounded to the hour); the same settlement twice with the
+    same rate collapses, with two different rates it is refused naming both."""
+    frame = pd.DataFrame(
+        {
+            "venue": venue,
+            "symbol": symbol,
+            "ts": pd.Series(ts).dt.round("h").to_numpy(),
+            "funding_rate": np.asarray(rates, dtype=float),
+        }
+    )
+    if intervals is not None:
+        frame["interval_hours"] = np.asarray(intervals, dtype=np.int32)
+    frame = frame.drop_duplicates().sort_values("ts", ignore_index=True)
+    clash = frame.duplicated("ts", keep=False).to_numpy()
+    if clash.any():
+        at = frame["ts"][clash].iloc[0]
+        both = frame.loc[frame["ts"] == at, "funding_rate"].tolist()
+        raise DataValidationError(
+            f"{where}: conflicting funding rates for symbol={symbol} at ts={at}: {both} "
+            "(one settlement, two rates; which one is right cannot be told)"
+        )
     if intervals is None:
         hours = frame["ts"].diff().dt.total_seconds().div(3600)
         typical = int(hours.mode().iloc[0]) if hours.notna().any() else 8
         hours = hours.fillna(typical).round().astype(int)
         # An interval the grid does not know (a gap in the data) falls back to the typical one.
-        intervals = hours.where(hours.isin([1, 2, 4, 8]), typical)
-    frame["interval_hours"] = np.asarray(intervals, dtype=np.int32)
+        frame["interval_hours"] = hours.where(hours.isin([1, 2, 4, 8]), typical).astype(np.int32)
+    frame[SOURCE_FILE] = where
+    check_raw_frame(FUNDING_RATES, frame, source=where)
     return frame
 
 
-def import_freqtrade_frames(directory: str | Path, venue: str = "binance") -> MarketFrames:
+def import_freqtrade_frames(
+    directory: str | Path, venue: str = "binance", symbols: Iterable[str] | None = None
+) -> MarketFrames:
     """Read every freqtrade file under ``directory`` (recursively) into raw-table frames."""
-    frames, report = _freqtrade(Path(directory), venue)
+    frames, _ = _freqtrade(Path(directory), venue, _symbol_set(symbols))
     return frames
 
 
-def _freqtrade(directory: Path, venue: str) -> tuple[MarketFrames, ImportReport]:
+def _symbol_set(symbols: Iterable[str] | None) -> set[str] | None:
+    return None if symbols is None else {s.strip().upper() for s in symbols if s.strip()}
+
+
+def _freqtrade(
+    directory: Path, venue: str, symbols: set[str] | None = None
+) -> tuple[MarketFrames, ImportReport]:
     if not directory.is_dir():
         raise FileNotFoundError(f"freqtrade data directory not found: {directory}")
     report = ImportReport()
@@ -182,6 +279,8 @@ def _freqtrade(directory: Path, venue: str) -> tuple[MarketFrames, ImportReport]
             report.skipped.append(f"{path}: not a freqtrade candle or funding file")
             continue
         market, base, tf = kind
+        if symbols is not None and base not in symbols:
+            continue
         if market != "funding" and tf not in TIMEFRAMES:
             report.skipped.append(
                 f"{path}: timeframe {tf} is not stored (use one of {list(TIMEFRAMES)})"
@@ -190,7 +289,7 @@ def _freqtrade(directory: Path, venue: str) -> tuple[MarketFrames, ImportReport]
         data = read_freqtrade_file(path)
         report.files += 1
         if market == "funding":
-            funding.append(_funding_from_rates(venue, base, data["date"], data["open"]))
+            funding.append(_funding_from_rates(venue, base, data["date"], data["open"], str(path)))
             continue
         volume = data["volume"] if market in ("perp", "spot") else np.nan
         bars.append(
@@ -207,25 +306,78 @@ def _freqtrade(directory: Path, venue: str) -> tuple[MarketFrames, ImportReport]
                         "low": data["low"],
                         "close": data["close"],
                         "volume": volume,
+                        "source": "freqtrade",
+                        SOURCE_FILE: str(path),
                     }
                 ),
                 str(path),
             )
         )
-    return _assemble(bars, funding, "freqtrade", report)
+    return _assemble(bars, funding, "freqtrade", report, directory, symbols)
 
 
 def _checked_bars(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     """Sort, drop exact duplicate candles, and reject conflicting duplicates / bad values."""
     frame = frame.sort_values("ts", kind="stable").drop_duplicates(keep="last")
-    validate_frame(OHLCV, frame, source=where)
+    check_raw_frame(OHLCV, frame, source=where)
     return frame.reset_index(drop=True)
 
 
-def _assemble(bars, funding, source: str, report: ImportReport):
+_DOWNLOAD_HINT = {
+    "freqtrade": "freqtrade download-data --exchange binance --trading-mode futures "
+    "--candle-types mark --timeframes {timeframes} --pairs {pairs}",
+    "binance-bulk": "the markPriceKlines files of {symbols} from data.binance.vision",
+}
+
+
+def _mark_from_perp_close(ohlcv: pd.DataFrame, kind: str, report: ImportReport) -> pd.DataFrame:
+    """Mark bars copied from the perp bars of series that have no mark bars, flagged."""
+    series = ["venue", "symbol", "timeframe"]
+    perp = ohlcv[ohlcv["market"] == "perp"]
+    with_mark = ohlcv.loc[ohlcv["market"] == "mark", series].drop_duplicates()
+    merged = perp.merge(with_mark, on=series, how="left", indicator=True)
+    derived = merged[merged["_merge"] == "left_only"].drop(columns="_merge")
+    if derived.empty:
+        return derived
+    derived = derived.assign(market="mark", volume=np.nan, source=derived_source(kind))
+    report.mark_from_perp_close = sorted(derived["symbol"].unique())
+    timeframes = sorted(derived["timeframe"].unique())
+    log.warning(
+        "%s import: no mark-price bars for %s (%s); their mark is the perp close, stored with "
+        "source %r. To import real mark prices, download %s",
+        kind,
+        ", ".join(report.mark_from_perp_close),
+        ", ".join(timeframes),
+        derived_source(kind),
+        _DOWNLOAD_HINT[kind].format(
+            timeframes=" ".join(timeframes),
+            pairs=" ".join(f"{s}/USDT:USDT" for s in report.mark_from_perp_close),
+            symbols=", ".join(report.mark_from_perp_close),
+        ),
+    )
+    return derived
+
+
+def _assemble(
+    bars: list[pd.DataFrame],
+    funding: list[pd.DataFrame],
+    kind: str,
+    report: ImportReport,
+    directory: Path,
+    symbols: set[str] | None,
+) -> tuple[MarketFrames, ImportReport]:
     ohlcv = pd.concat(bars, ignore_index=True) if bars else empty_frame(OHLCV)
+    if symbols is not None:
+        found = set(ohlcv.loc[ohlcv["market"] == "perp", "symbol"])
+        if symbols - found:
+            raise DataValidationError(
+                f"{directory}: no perpetual bars for symbol(s) {sorted(symbols - found)} "
+                f"(found {sorted(found) or 'none'})"
+            )
+    if not ohlcv.empty:
+        ohlcv = pd.concat([ohlcv, _mark_from_perp_close(ohlcv, kind, report)], ignore_index=True)
     fund = pd.concat(funding, ignore_index=True) if funding else empty_frame(FUNDING_RATES)
-    gaps = find_gaps(ohlcv, source=source)
+    gaps = find_gaps(ohlcv, source=kind)
     report.gaps = len(gaps)
     return MarketFrames(ohlcv=ohlcv, funding_rates=fund, data_gaps=gaps), report
 
@@ -258,7 +410,14 @@ def _read_csv_members(path: Path) -> list[tuple[str, str]]:
 def _read_bulk_csv(text: str, columns: list[str], where: str) -> pd.DataFrame:
     first = text.split("\n", 1)[0]
     has_header = any(c.isalpha() for c in first.replace("e", "").replace("E", ""))
-    frame = pd.read_csv(io.StringIO(text), header=0 if has_header else None)
+    try:
+        frame = pd.read_csv(io.StringIO(text), header=0 if has_header else None)
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame()
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DataValidationError(f"{where}: cannot read CSV: {exc}") from exc
+    if frame.empty:
+        raise DataValidationError(f"{where}: the file has no rows; download it again or delete it")
     if has_header:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
@@ -285,17 +444,21 @@ def _bulk_market(path: Path) -> str:
     return "perp"
 
 
-def import_binance_bulk_frames(directory: str | Path, venue: str = "binance") -> MarketFrames:
+def import_binance_bulk_frames(
+    directory: str | Path, venue: str = "binance", symbols: Iterable[str] | None = None
+) -> MarketFrames:
     """Read Binance bulk-data files under ``directory`` (recursively) into raw-table frames.
 
     The market comes from the path, as laid out on data.binance.vision: ``.../spot/...`` is
     spot, ``markPriceKlines`` mark, ``indexPriceKlines`` index, other klines perpetual.
     """
-    frames, _ = _binance_bulk(Path(directory), venue)
+    frames, _ = _binance_bulk(Path(directory), venue, _symbol_set(symbols))
     return frames
 
 
-def _binance_bulk(directory: Path, venue: str) -> tuple[MarketFrames, ImportReport]:
+def _binance_bulk(
+    directory: Path, venue: str, symbols: set[str] | None = None
+) -> tuple[MarketFrames, ImportReport]:
     if not directory.is_dir():
         raise FileNotFoundError(f"Binance bulk-data directory not found: {directory}")
     report = ImportReport()
@@ -310,8 +473,10 @@ def _binance_bulk(directory: Path, venue: str) -> tuple[MarketFrames, ImportRepo
         if kl and kl["tf"] not in TIMEFRAMES:
             report.skipped.append(f"{path}: timeframe {kl['tf']} is not stored")
             continue
-        report.files += 1
         base = _base_of((kl or fr)["pair"], str(path))
+        if symbols is not None and base not in symbols:
+            continue
+        report.files += 1
         for where, text in _read_csv_members(path):
             if fr:
                 raw = _read_bulk_csv(text, FUNDING_COLUMNS, where)
@@ -320,8 +485,9 @@ def _binance_bulk(directory: Path, venue: str) -> tuple[MarketFrames, ImportRepo
                     _funding_from_rates(
                         venue,
                         base,
-                        _ts_from_epoch(raw["calc_time"], where),
+                        parse_timestamps(raw["calc_time"], where, "calc_time"),
                         raw["last_funding_rate"],
+                        where,
                         raw["funding_interval_hours"].round().astype(int),
                     )
                 )
@@ -337,25 +503,33 @@ def _binance_bulk(directory: Path, venue: str) -> tuple[MarketFrames, ImportRepo
                             "market": market,
                             "symbol": base,
                             "timeframe": kl["tf"],
-                            "ts": _ts_from_epoch(raw["open_time"], where),
+                            "ts": parse_timestamps(raw["open_time"], where, "open_time"),
                             "open": raw["open"],
                             "high": raw["high"],
                             "low": raw["low"],
                             "close": raw["close"],
                             "volume": raw["volume"] if market in ("perp", "spot") else np.nan,
+                            "source": "binance-bulk",
+                            SOURCE_FILE: where,
                         }
                     ),
                     where,
                 )
             )
-    # Daily files can overlap monthly ones: identical candles collapse, conflicting ones raise.
+    # Daily files can overlap monthly ones: identical rows collapse, conflicting ones raise.
     if bars:
-        merged = pd.concat(bars, ignore_index=True).drop_duplicates(keep="last")
-        bars = [merged]
+        bars = [_collapse_overlaps(OHLCV, bars, str(directory))]
     if funding:
-        merged = pd.concat(funding, ignore_index=True).drop_duplicates(keep="last")
-        funding = [merged]
-    return _assemble(bars, funding, "binance-bulk", report)
+        funding = [_collapse_overlaps(FUNDING_RATES, funding, str(directory))]
+    return _assemble(bars, funding, "binance-bulk", report, directory, symbols)
+
+
+def _collapse_overlaps(table, frames: list[pd.DataFrame], where: str) -> pd.DataFrame:
+    """Rows of several files as one frame: identical rows once, conflicting ones refused."""
+    merged = pd.concat(frames, ignore_index=True)
+    merged = merged.drop_duplicates(subset=table.written_columns, keep="first")
+    check_raw_frame(table, merged, source=where)
+    return merged.reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -364,12 +538,56 @@ IMPORTERS = {"freqtrade": _freqtrade, "binance-bulk": _binance_bulk}
 
 
 def import_directory(
-    con: duckdb.DuckDBPyConnection, kind: str, directory: str | Path, venue: str = "binance"
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    directory: str | Path,
+    venue: str = "binance",
+    *,
+    start: pd.Timestamp | str | None = None,
+    end: pd.Timestamp | str | None = None,
+    symbols: Iterable[str] | None = None,
+    replace: bool = False,
 ) -> ImportReport:
-    """Import a directory of ``kind`` ('freqtrade' or 'binance-bulk') in one transaction."""
+    """Import a directory of ``kind`` ('freqtrade' or 'binance-bulk') in one transaction.
+
+    ``start``/``end`` keep rows whose time (bar open, settlement) lies in [start, end); gap
+    records are found over the whole files and kept when they start in the window.
+    ``symbols`` keeps those base assets only (each must have perpetual bars). A stored row the
+    import would change raises ``DataConflictError`` and writes nothing, unless ``replace``.
+    """
     if kind not in IMPORTERS:
         raise ValueError(f"unknown import kind {kind!r}; one of {sorted(IMPORTERS)}")
-    frames, report = IMPORTERS[kind](Path(directory), venue)
+    frames, report = IMPORTERS[kind](Path(directory), venue, _symbol_set(symbols))
+    if start is not None or end is not None:
+        frames = frames.window(
+            pd.Timestamp(start) if start is not None else None,
+            pd.Timestamp(end) if end is not None else None,
+        )
+        report.gaps = len(frames.data_gaps)
     ensure_raw_schema(con)
-    report.rows_written = write_batch(con, frames.tables(), source=f"{kind} {directory}")
+    report.rows_written = write_batch(
+        con, frames.tables(), source=f"{kind} {directory}", replace=replace
+    )
     return report
+
+
+def perpetual_symbols(kind: str, directory: str | Path, timeframe: str) -> tuple[str, ...]:
+    """Base assets with perpetual bars of ``timeframe`` under ``directory``, sorted; from the file
+    names alone (nothing is read)."""
+    if kind not in IMPORTERS:
+        raise ValueError(f"unknown import kind {kind!r}; one of {sorted(IMPORTERS)}")
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{kind} data directory not found: {directory}")
+    found = set()
+    for path in directory.rglob("*"):
+        if kind == "freqtrade":
+            named = _classify_freqtrade(path.name)
+            if named is not None and named[0] == "perp" and named[2] == timeframe:
+                found.add(named[1])
+            continue
+        kl = _BULK_KLINES.match(path.name)
+        perp = kl is not None and _bulk_market(path) == "perp"
+        if perp and kl["tf"] == timeframe and "premiumIndexKlines" not in path.parts:
+            found.add(_base_of(kl["pair"], str(path)))
+    return tuple(sorted(found))

@@ -17,8 +17,10 @@ from ingestion.warehouse import DataValidationError, row_counts
 def test_freqtrade_sample_imports_everything_once(con, sample_dir):
     report = import_directory(con, "freqtrade", sample_dir)
     counts = row_counts(con)
-    # 10 symbols x 1416 perp and spot bars, 9 x 1416 hourly mark bars (SOL's is 8h: skipped).
-    assert counts["ohlcv"] == 10 * 1416 * 2 + 9 * 1416
+    # 10 symbols x 1416 perp, spot and mark bars: SOL's mark file is 8h (skipped), so its
+    # hourly mark bars are copies of its perp bars, flagged.
+    assert counts["ohlcv"] == 10 * 1416 * 3
+    assert report.mark_from_perp_close == ["SOL"]
     assert counts["funding_rates"] == 9 * 177 + 354
     assert any("SOL_USDT_USDT-8h-mark" in s for s in report.skipped)
     xtz = con.execute(
@@ -58,11 +60,12 @@ def test_freqtrade_json_gaps_and_duplicate_candles(tmp_path, con):
     (tmp_path / "futures").mkdir()
     (tmp_path / "futures" / "ABC_USDT_USDT-1h-futures.json").write_text(json.dumps(rows))
     import_directory(con, "freqtrade", tmp_path)
-    assert row_counts(con)["ohlcv"] == 45
+    assert row_counts(con)["ohlcv"] == 2 * 45  # perp, and mark copied from it (no mark file)
     gaps = con.execute(
-        "SELECT symbol, market, gap_start, missing_bars, source FROM raw.data_gaps"
+        "SELECT symbol, market, gap_start, missing_bars, source FROM raw.data_gaps ORDER BY ALL"
     ).fetchall()
-    assert gaps == [("ABC", "perp", pd.Timestamp("2026-01-01 10:00"), 3, "freqtrade")]
+    gap = (pd.Timestamp("2026-01-01 10:00"), 3, "freqtrade")
+    assert gaps == [("ABC", "mark", *gap), ("ABC", "perp", *gap)]
 
 
 def test_freqtrade_file_with_wrong_columns_names_the_file_and_writes_nothing(tmp_path, con):
@@ -173,7 +176,7 @@ def test_cli_import_command(tmp_path, sample_dir, monkeypatch, capsys):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
     assert main(["import", "freqtrade", str(sample_dir)]) == 0
     out = capsys.readouterr().out
-    assert "rows written" in out and "'ohlcv': 41064" in out
+    assert "rows written" in out and "'ohlcv': 42480" in out
     bad = tmp_path / "bad"
     write_freqtrade(bad / "XYZ_USDT-1h.feather", sample_frame().drop(columns="volume"))
     assert main(["import", "freqtrade", str(bad)]) == 1

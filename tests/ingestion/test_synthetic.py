@@ -5,7 +5,7 @@ import pytest
 from ingestion.frames import MarketFrames
 from ingestion.synthetic import SyntheticMarketConfig, generate_market, iter_market
 from ingestion.universe import CHUN_LEE_2025
-from ingestion.warehouse import RAW_TABLES, validate_frame
+from ingestion.warehouse import RAW_TABLES, check_raw_frame
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,8 @@ def test_same_seed_same_market_other_seed_other_market():
 
 def test_frames_are_exactly_the_raw_tables_and_valid(three_venues):
     for table, frame in three_venues.tables().items():
-        assert list(frame.columns) == [c for c in table.columns if c != "ingested_at"]
-        validate_frame(table, frame)
+        assert list(frame.columns) == table.frame_columns
+        check_raw_frame(table, frame)
     assert set(RAW_TABLES) == {t.name for t in three_venues.tables()}
 
 
@@ -92,7 +92,7 @@ def test_other_timeframes(timeframe):
     hours = market.funding_rates["ts"].dt.hour.unique()
     assert set(hours) <= {0, 8, 16}
     for table, frame in market.tables().items():
-        validate_frame(table, frame)
+        check_raw_frame(table, frame)
 
 
 def test_chunks_equal_the_whole_market():
