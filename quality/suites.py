@@ -22,6 +22,7 @@ import great_expectations as gx  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 from ingestion.universe import TIMEFRAMES  # noqa: E402
+from ingestion.warehouse import EARLIEST_TS, FUTURE_SLACK  # noqa: E402
 
 FEATURE_KEY = ["venue", "symbol", "timeframe", "ts"]
 MAX_ABS_BASIS = 0.05
@@ -39,6 +40,12 @@ _BAR_MINUTES = (
     + " end"
 )
 
+# Market data lies in [2009-01-01, now + 1 day]; a time outside is a misread epoch unit.
+_TS_PLAUSIBLE = (
+    f"ts between timestamp '{EARLIEST_TS}' "
+    f"and now()::timestamp + interval {int(FUTURE_SLACK.total_seconds())} second"
+)
+
 RAW_OHLCV_QUERY = f"""
 with bars as (
     select *, {_BAR_MINUTES} as bar_minutes,
@@ -51,6 +58,7 @@ spot as (
 select
     bars.venue, bars.market, bars.symbol, bars.timeframe, bars.ts,
     bars.open, bars.high, bars.low, bars.close, bars.volume, bars.bar_minutes,
+    bars.{_TS_PLAUSIBLE} as ts_is_plausible,
     bars.high >= greatest(bars.open, bars.close) and bars.low <= least(bars.open, bars.close)
         as high_low_brackets_open_close,
     epoch(bars.ts - bars.prev_ts) / 60 as minutes_since_previous_bar,
@@ -70,9 +78,9 @@ left join spot
     and spot.timeframe = bars.timeframe and spot.ts = bars.ts
 """
 
-RAW_FUNDING_QUERY = """
+RAW_FUNDING_QUERY = f"""
 select
-    venue, symbol, ts, funding_rate, interval_hours,
+    venue, symbol, ts, funding_rate, interval_hours, {_TS_PLAUSIBLE} as ts_is_plausible,
     funding_rate * 8.0 / interval_hours as funding_rate_8h,
     count(*) over (
         partition by venue, symbol,
@@ -143,6 +151,7 @@ def raw_ohlcv_expectations() -> list[gx.expectations.Expectation]:
         ),
         e.ExpectColumnValuesToBeInSet(column="market", value_set=["perp", "spot", "mark", "index"]),
         e.ExpectColumnValuesToNotBeNull(column="bar_minutes"),
+        e.ExpectColumnValuesToBeInSet(column="ts_is_plausible", value_set=[True]),
         *[e.ExpectColumnValuesToNotBeNull(column=c) for c in prices],
         *[e.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True) for c in prices],
         e.ExpectColumnValuesToBeInSet(column="high_low_brackets_open_close", value_set=[True]),
@@ -160,6 +169,7 @@ def raw_funding_expectations() -> list[gx.expectations.Expectation]:
     return [
         e.ExpectTableRowCountToBeBetween(min_value=1),
         e.ExpectColumnValuesToNotBeNull(column="funding_rate"),
+        e.ExpectColumnValuesToBeInSet(column="ts_is_plausible", value_set=[True]),
         e.ExpectColumnValuesToBeBetween(
             column="funding_rate_8h", min_value=-MAX_ABS_FUNDING, max_value=MAX_ABS_FUNDING
         ),
