@@ -148,25 +148,30 @@ def ui(dagster_port: int, mlflow_port: int) -> int:
         mlflow_proc.terminate()
 
 
-def import_data(kind: str, path: str, venue: str) -> int:
+def import_data(kind: str, path: str, venue: str, replace: bool = False) -> int:
     """Import a freqtrade or Binance bulk-data directory into the warehouse (one transaction)."""
     paths = prepare_home()
-    import duckdb
-
     from ingestion.importers import import_directory
-    from ingestion.warehouse import DataValidationError, row_counts
+    from ingestion.warehouse import (
+        DataValidationError,
+        WarehouseLockedError,
+        connect_warehouse,
+        row_counts,
+    )
 
     started = time.perf_counter()
     try:
-        with duckdb.connect(str(paths.warehouse)) as con:
-            report = import_directory(con, kind, path, venue=venue)
+        with connect_warehouse(paths.warehouse) as con:
+            report = import_directory(con, kind, path, venue=venue, replace=replace)
             totals = row_counts(con)
-    except (DataValidationError, FileNotFoundError) as err:
+    except (DataValidationError, FileNotFoundError, WarehouseLockedError) as err:
         print(f"import failed, nothing written: {err}", file=sys.stderr)
         return 1
     print(f"imported {report.files} {kind} files from {path} as venue {venue!r}")
     print(f"rows written        {report.rows_written}")
     print(f"gaps recorded       {report.gaps}")
+    if report.mark_from_perp_close:
+        print(f"mark = perp close   {', '.join(report.mark_from_perp_close)} (no mark-price file)")
     for skipped in report.skipped:
         print(f"skipped             {skipped}")
     print(f"warehouse rows      {totals} in {paths.warehouse}")
@@ -185,11 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     import_parser.add_argument("kind", choices=["freqtrade", "binance-bulk"])
     import_parser.add_argument("path", help="the data directory (searched recursively)")
     import_parser.add_argument("--venue", default="binance", help="venue name to store")
+    import_parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite stored rows the files change (default: refuse them as conflicts)",
+    )
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo()
     if args.command == "import":
-        return import_data(args.kind, args.path, args.venue)
+        return import_data(args.kind, args.path, args.venue, replace=args.replace)
     return ui(args.dagster_port, args.mlflow_port)
 
 
