@@ -75,6 +75,8 @@ def demo() -> int:
     trained = retrain.output_for_node("trained_policy")
     evaluation = retrain.output_for_node("policy_evaluation")
     promotion = retrain.output_for_node("champion_model")
+    print(f"venue               {trained['venue']}")
+    print(f"symbols             {', '.join(trained['symbols'])}")
     print(f"model registered    {trained['model_name']} v{trained['version']}")
     print(f"out of sample       from {evaluation['first_oos_ts']}, {evaluation['n_oos_bars']} bars")
     _print_metrics(evaluation)

@@ -71,7 +71,11 @@ select
                 and gaps.gap_start <= bars.prev_ts + to_minutes(bars.bar_minutes)
                 and gaps.gap_end >= bars.ts - to_minutes(bars.bar_minutes)
         ) as gap_before_is_recorded,
-    bars.market = 'perp' and spot.ts is null as perp_bar_without_spot
+    bars.market = 'perp' and spot.ts is null and not exists (
+        select 1 from raw.data_gaps as gaps
+        where gaps.venue = bars.venue and gaps.market = 'spot' and gaps.symbol = bars.symbol
+            and gaps.timeframe = bars.timeframe and bars.ts between gaps.gap_start and gaps.gap_end
+    ) as perp_bar_without_spot
 from bars
 left join spot
     on bars.market = 'perp' and spot.venue = bars.venue and spot.symbol = bars.symbol
@@ -141,7 +145,8 @@ class SuiteResult:
 
 
 def raw_ohlcv_expectations() -> list[gx.expectations.Expectation]:
-    """Raw bars: complete, positive, consistent, no unrecorded gaps, a spot bar per perp bar."""
+    """Raw bars: complete, positive, consistent, no unrecorded gaps, a spot bar per perp bar
+    (or a recorded spot gap there)."""
     e = gx.expectations
     prices = ("open", "high", "low", "close")
     return [

@@ -1,7 +1,17 @@
-"""Read the feature mart from DuckDB into aligned ``MarketData`` arrays."""
+"""Read the feature mart from DuckDB into aligned ``MarketData`` arrays.
+
+The symbols come from the caller (the market source's configuration), never from whatever the
+mart holds: a configured symbol without rows is an error naming it. A bar is usable when every
+symbol has a row and every feature is defined there. The mart has no row where a series' gap
+was too long to carry (``max_filled_hours``), and the rolling features are undefined for a
+window after it, so the usable bars can come in several runs: the loader keeps the longest run
+of consecutive usable bars and logs what it left out. A bar whose spot, mark or index close was
+carried (``filled = 1``) is usable but not tradable: no new orders for that asset on that bar.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import duckdb
@@ -13,11 +23,20 @@ from training.market import MarketData
 
 FEATURE_TABLE = "marts.fct_features"
 
+log = logging.getLogger(__name__)
+
 
 def read_feature_frame(
-    warehouse: str | Path, venue: str, timeframe: str, columns: tuple[str, ...]
+    warehouse: str | Path,
+    venue: str,
+    timeframe: str,
+    columns: tuple[str, ...],
+    symbols: tuple[str, ...],
 ) -> pd.DataFrame:
-    """Rows of the feature mart for one venue and timeframe, ordered by time and symbol."""
+    """Rows of the feature mart for ``symbols`` at one venue and timeframe, by time and symbol.
+
+    Raises ``ValueError`` naming each symbol that has no rows.
+    """
     wanted = [
         "symbol",
         "ts",
@@ -30,52 +49,72 @@ def read_feature_frame(
         "basis",
         "funding_rate_settled",
         "hours_to_funding",
+        "filled",
         *columns,
     ]
     select = ", ".join(dict.fromkeys(wanted))
     with duckdb.connect(str(warehouse), read_only=True) as con:
         frame = con.execute(
             f"SELECT {select} FROM {FEATURE_TABLE} WHERE venue = ? AND timeframe = ? "
-            "ORDER BY ts, symbol",
-            [venue, timeframe],
+            "AND list_contains(?, symbol) ORDER BY ts, symbol",
+            [venue, timeframe, list(symbols)],
         ).df()
-    if frame.empty:
-        raise ValueError(f"{FEATURE_TABLE}: no rows for venue={venue!r} timeframe={timeframe!r}")
+    absent = [s for s in symbols if s not in set(frame["symbol"])]
+    if absent:
+        raise ValueError(
+            f"{FEATURE_TABLE}: no rows for symbol(s) {', '.join(absent)} at venue={venue!r} "
+            f"timeframe={timeframe!r} (configured symbols: {', '.join(symbols)})"
+        )
     return frame
 
 
-def market_from_frame(
-    frame: pd.DataFrame, feature_columns: tuple[str, ...], timeframe: str
-) -> MarketData:
-    """Pivot long feature rows into (T, N) arrays.
+def _usable_runs(usable: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of consecutive True values."""
+    edges = np.diff(np.concatenate([[0], usable.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
-    Leading bars where any feature is still undefined (warm-up of rolling windows, no funding
-    settled yet) are dropped; a missing (symbol, bar) row or a NaN after that is an error naming
-    the symbol and timestamp.
+
+def market_from_frame(
+    frame: pd.DataFrame,
+    feature_columns: tuple[str, ...],
+    timeframe: str,
+    symbols: tuple[str, ...] | None = None,
+) -> MarketData:
+    """Pivot long feature rows into (T, N) arrays over the longest run of usable bars.
+
+    A bar is usable when each of ``symbols`` (default: every symbol in ``frame``, sorted) has a
+    row and all ``feature_columns`` are defined for it. Bars are counted on the timeframe's
+    grid, so a bar no symbol has breaks a run too. ``tradable`` is False where ``filled`` is 1.
     """
-    symbols = tuple(sorted(frame["symbol"].unique()))
-    wide = frame.pivot(index="ts", columns="symbol")
-    missing = wide["close"].isna()
-    if missing.to_numpy().any():
-        ts, symbol = missing.stack()[lambda s: s].index[0]
-        raise ValueError(f"{FEATURE_TABLE}: no row for {symbol} at {ts}")
+    symbols = tuple(symbols) if symbols else tuple(sorted(frame["symbol"].unique()))
+    bar = timeframe_of(timeframe).delta
+    grid = pd.date_range(frame["ts"].min(), frame["ts"].max(), freq=bar)
+    wide = frame.pivot(index="ts", columns="symbol").reindex(grid)
+    present = wide["close"][list(symbols)].notna().to_numpy()
     features = np.stack([wide[c][list(symbols)].to_numpy(float) for c in feature_columns], -1)
-    complete = np.isfinite(features).all(axis=(1, 2))
-    if not complete.any():
+    finite = np.isfinite(features)
+    usable = (present & finite.all(axis=2)).all(axis=1)
+    runs = _usable_runs(usable)
+    if not runs:
         raise ValueError(f"{FEATURE_TABLE}: no bar where all of {feature_columns} are defined")
-    first = int(np.argmax(complete))
-    if not complete[first:].all():
-        bad = first + int(np.argmin(complete[first:]))
-        j, k = np.argwhere(~np.isfinite(features[bad]))[0]
-        raise ValueError(
-            f"{FEATURE_TABLE}: {feature_columns[k]} is NaN for {symbols[j]} at {wide.index[bad]}"
+    first, stop = max(runs, key=lambda run: run[1] - run[0])
+    if first > 0 or stop < len(grid):
+        only_warm_up = len(runs) == 1 and stop == len(grid)
+        log.log(
+            logging.INFO if only_warm_up else logging.WARNING,
+            "%s: kept the longest run of usable bars, %d from %s to %s; %s",
+            FEATURE_TABLE,
+            stop - first,
+            grid[first],
+            grid[stop - 1],
+            _left_out(grid, present, finite, symbols, feature_columns, first, stop),
         )
 
     def col(name: str) -> np.ndarray:
-        return wide[name][list(symbols)].to_numpy(float)[first:]
+        return wide[name][list(symbols)].to_numpy(float)[first:stop]
 
     return MarketData(
-        timestamps=wide.index.to_numpy(dtype="datetime64[ns]")[first:],
+        timestamps=grid.to_numpy(dtype="datetime64[ns]")[first:stop],
         symbols=symbols,
         open=col("open"),
         high=col("high"),
@@ -86,18 +125,48 @@ def market_from_frame(
         funding_rate=col("funding_rate_settled"),
         hours_to_funding=col("hours_to_funding"),
         basis=col("basis"),
-        features=features[first:].astype(np.float32),
+        features=features[first:stop].astype(np.float32),
         feature_names=tuple(feature_columns),
         bar_hours=timeframe_of(timeframe).hours,
+        tradable=col("filled") == 0,
     ).validate()
 
 
+def _left_out(
+    grid: pd.DatetimeIndex,
+    present: np.ndarray,
+    finite: np.ndarray,
+    symbols: tuple[str, ...],
+    feature_columns: tuple[str, ...],
+    first: int,
+    stop: int,
+) -> str:
+    """How many bars lie before and after the kept run, and why the nearest of each is unusable."""
+    reasons = []
+    for i, count, side in ((first - 1, first, "before"), (stop, len(grid) - stop, "after")):
+        if count == 0:
+            continue
+        missing = [s for s, ok in zip(symbols, present[i], strict=True) if not ok]
+        if missing:
+            why = f"no row for {', '.join(missing)}"
+        else:
+            j, k = np.argwhere(~finite[i])[0]
+            why = f"{feature_columns[k]} undefined for {symbols[j]}"
+        reasons.append(f"{count} bars left out {side} it ({grid[i]}: {why})")
+    return "; ".join(reasons)
+
+
 def load_market(
-    warehouse: str | Path, venue: str, timeframe: str, feature_columns: tuple[str, ...]
+    warehouse: str | Path,
+    venue: str,
+    timeframe: str,
+    feature_columns: tuple[str, ...],
+    *,
+    symbols: tuple[str, ...],
 ) -> MarketData:
-    """The feature mart of one venue and timeframe as ``MarketData``."""
-    frame = read_feature_frame(warehouse, venue, timeframe, feature_columns)
-    return market_from_frame(frame, feature_columns, timeframe)
+    """The feature mart of ``symbols`` at one venue and timeframe as ``MarketData``."""
+    frame = read_feature_frame(warehouse, venue, timeframe, feature_columns, tuple(symbols))
+    return market_from_frame(frame, feature_columns, timeframe, tuple(symbols))
 
 
 def split_index(market: MarketData, test_fraction: float, window: int) -> int:

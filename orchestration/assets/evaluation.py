@@ -28,7 +28,9 @@ def policy_evaluation(
     )
 
     def load(spec: PolicySpec):
-        return load_market(warehouse.path, spec.venue, spec.timeframe, spec.feature_columns)
+        return load_market(
+            warehouse.path, spec.venue, spec.timeframe, spec.feature_columns, symbols=spec.symbols
+        )
 
     result = evaluate(candidate, load, champion)
     contenders = [result.candidate, result.baseline] + ([result.champion] if champion else [])

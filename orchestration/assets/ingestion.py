@@ -4,18 +4,19 @@
 
 * with a partition key or range, it writes exactly that UTC window (a backfill);
 * without one (``retraining_job`` in process, the hourly schedule, ``make demo``) it writes the
-  source's whole configured window - for ccxt sources incrementally, each series resuming after
-  its last stored bar.
+  source's whole configured window - for ccxt and file sources incrementally, each series
+  resuming after its last stored bar; the ``warehouse`` source writes nothing.
 
 Either way the write is one DuckDB transaction over all five tables (all or nothing) and an
-upsert (a re-run changes nothing). Each output reports rows written, first/last timestamp of the
-batch and gaps found; gaps are recorded in ``raw.data_gaps``, never filled.
+upsert (a re-run changes nothing). Each output reports rows written and the source (venue,
+symbols); the bars' output also the gaps found (recorded in ``raw.data_gaps``, never filled),
+the first/last timestamp of the batch, and for file sources the files read and skipped and the
+symbols whose mark bars were taken from the perp close.
 """
 
 import dagster as dg
 import pandas as pd
 
-from ingestion.ccxt_source import resume_points
 from ingestion.warehouse import (
     DATA_GAPS,
     FUNDING_RATES,
@@ -23,7 +24,6 @@ from ingestion.warehouse import (
     OPEN_INTEREST,
     ORDER_BOOK_SNAPSHOTS,
     ensure_raw_schema,
-    write_batch,
 )
 from orchestration.resources.market_source import MarketSource
 from orchestration.resources.warehouse import DuckDBWarehouse
@@ -54,44 +54,49 @@ _OUTPUTS = (
 def raw_market_data(
     context: dg.AssetExecutionContext, market_source: MarketSource, warehouse: DuckDBWarehouse
 ):
-    """Fetch from the market source and upsert all raw tables in one transaction."""
+    """Ingest from the market source into all raw tables in one transaction."""
     partitioned = context.has_partition_key or context.has_partition_key_range
+    start = end = None
+    if partitioned:
+        window = context.partition_time_window
+        start = pd.Timestamp(window.start).tz_convert(None)
+        end = pd.Timestamp(window.end).tz_convert(None)
+        mode = f"window {start} .. {end}"
+    else:
+        mode = "incremental" if market_source.incremental else "whole configured window"
     with warehouse.connect() as con:
         ensure_raw_schema(con)
-        if partitioned:
-            window = context.partition_time_window
-            start = pd.Timestamp(window.start).tz_convert(None)
-            end = pd.Timestamp(window.end).tz_convert(None)
-            frames = market_source.fetch(start, end)
-            mode = f"window {start} .. {end}"
-        else:
-            if market_source.incremental:
-                frames = market_source.fetch(
-                    resume=resume_points(con, market_source.timeframe_name)
-                )
-            else:
-                frames = market_source.fetch()
-            mode = "incremental" if market_source.incremental else "whole configured window"
-        written = write_batch(con, frames.tables(), source=type(market_source).__name__)
+        ingested = market_source.ingest(con, start, end)
         totals = {
             table.name: con.execute(f"SELECT count(*) FROM {table.qualified}").fetchall()[0][0]
             for _, table, _, _ in _OUTPUTS
         }
-    context.log.info(f"ingested ({mode}): {written}")
-    gaps = frames.data_gaps
+    context.log.info(f"ingested ({mode}): {ingested.written}")
+    described = market_source.describe()
+    symbols = ", ".join(market_source.universe())
+    if ingested.details.get("mark_from_perp_close", "none") != "none":
+        context.log.warning(
+            "no mark-price files for "
+            f"{ingested.details['mark_from_perp_close']}: their mark is the perp close"
+        )
     for key, table, ts_col, _ in _OUTPUTS:
-        frame = getattr(frames, table.name)
         meta = {
             "mode": mode,
-            "rows_written": written[table.name],
-            "rows_in_batch": len(frame),
+            "rows_written": ingested.written[table.name],
             "rows_total": totals[table.name],
-            "first_ts": str(frame[ts_col].min()) if len(frame) else "",
-            "last_ts": str(frame[ts_col].max()) if len(frame) else "",
-            **market_source.describe(),
+            **described,
+            "venue": market_source.venue,
+            "symbols": symbols,
         }
+        if ingested.batch is not None:
+            frame = getattr(ingested.batch, table.name)
+            meta["rows_in_batch"] = len(frame)
+            meta["first_ts"] = str(frame[ts_col].min()) if len(frame) else ""
+            meta["last_ts"] = str(frame[ts_col].max()) if len(frame) else ""
         if table is OHLCV:
-            meta["gaps_found"] = len(gaps)
-            meta["missing_bars"] = int(gaps["missing_bars"].sum()) if len(gaps) else 0
-            meta["symbols"] = ", ".join(sorted(frame["symbol"].unique()))
+            meta.update(ingested.details)
+            if ingested.batch is not None:
+                gaps = ingested.batch.data_gaps
+                meta["gaps_found"] = len(gaps)
+                meta["missing_bars"] = int(gaps["missing_bars"].sum()) if len(gaps) else 0
         yield dg.MaterializeResult(asset_key=key, metadata=meta)

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
+from orchestration.project import CHAMPION_ALIAS
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.warehouse import DuckDBWarehouse
-from orchestration.project import CHAMPION_ALIAS
 from serving.serve import TARGET_WEIGHTS_TABLE, decide, write_decision
 from training.data import load_market
 from training.policy_model import load_policy
@@ -22,7 +22,9 @@ def target_weights(warehouse: DuckDBWarehouse, mlflow_registry: MlflowRegistry):
     mlflow_registry.activate()
     policy = load_policy(f"models:/{mlflow_registry.model_name}@{CHAMPION_ALIAS}")
     spec = policy.spec
-    market = load_market(warehouse.path, spec.venue, spec.timeframe, spec.feature_columns)
+    market = load_market(
+        warehouse.path, spec.venue, spec.timeframe, spec.feature_columns, symbols=spec.symbols
+    )
     decision = decide(policy, market)
     with warehouse.connect() as con:
         rows = write_decision(con, decision, version)

@@ -21,15 +21,19 @@ def trained_policy(
     training: TrainingSettings,
     mlflow_registry: MlflowRegistry,
 ) -> dg.Output[dict]:
-    """A new policy version, trained on every bar before the out-of-sample window."""
+    """A new policy version, trained on every bar before the out-of-sample window, on the venue
+    and symbols of the market source's configuration."""
     config = training.train_config(venue=market_source.venue)
-    market = load_market(warehouse.path, config.venue, config.timeframe, config.feature_columns)
+    symbols = market_source.universe()
+    market = load_market(
+        warehouse.path, config.venue, config.timeframe, config.feature_columns, symbols=symbols
+    )
     cut = split_index(market, config.test_fraction, config.env.window)
     train_market = market.slice(0, cut)
     experiment_id = mlflow_registry.activate()
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{config.algorithm}") as run:
         mlflow.set_tags({"dagster_run_id": context.run.run_id, "stage": "training"})
-        mlflow.log_params(config.as_params())
+        mlflow.log_params({**config.as_params(), "symbols": ",".join(symbols)})
         trained = train_policy(train_market, config)
         mlflow.log_metrics({"train_seconds": trained.train_seconds, "train_bars": cut})
         spec = PolicySpec(
@@ -47,6 +51,8 @@ def trained_policy(
         "version": str(version.version),
         "run_id": run.info.run_id,
         "train_end": spec.train_end,
+        "venue": spec.venue,
+        "symbols": list(spec.symbols),
     }
     return dg.Output(
         summary,
@@ -54,7 +60,12 @@ def trained_policy(
             **summary,
             "algorithm": config.algorithm,
             "total_timesteps": config.total_timesteps,
+            "symbols": ", ".join(spec.symbols),
             "train_bars": cut,
+            "bars_loaded": market.n_bars,
+            "first_bar": str(market.timestamps[0]),
+            "last_bar": str(market.timestamps[-1]),
+            "filled_asset_bars": int((~market.tradable).sum()),
             "train_seconds": round(trained.train_seconds, 1),
         },
     )

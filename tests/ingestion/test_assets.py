@@ -1,4 +1,5 @@
-"""The Dagster ingestion asset with synthetic and local-ccxt sources; a killed run re-run."""
+"""The Dagster ingestion asset with synthetic, local-ccxt, file and warehouse sources; the
+market source chosen by the environment; a killed run re-run."""
 
 import subprocess
 import sys
@@ -11,8 +12,15 @@ import pytest
 
 from ingestion.warehouse import row_counts
 from orchestration.assets.ingestion import RAW_DATA_GAPS, RAW_OHLCV, raw_market_data
-from orchestration.resources.market_source import LocalCcxtMarketSource, SyntheticMarketSource
+from orchestration.resources.market_source import (
+    FileMarketSource,
+    LocalCcxtMarketSource,
+    SyntheticMarketSource,
+    WarehouseMarketSource,
+    market_source_for,
+)
 from orchestration.resources.warehouse import DuckDBWarehouse
+from tests.support.real_data import REAL_SYMBOLS, cut_copy, real_1h_dir
 
 
 def run(tmp_path, source, partition_key=None):
@@ -60,6 +68,77 @@ def test_local_ccxt_source_backfill_then_incremental(tmp_path):
     assert meta[RAW_OHLCV]["first_ts"].value == "2024-01-02 00:00:00"
     assert meta[RAW_OHLCV]["source"].value == "ccxt (local exchange)"
     assert not any("key" in k.lower() or "secret" in k.lower() for k in meta[RAW_OHLCV])
+
+
+def test_a_file_source_partition_imports_its_day_only_and_records_the_spot_gap(tmp_path):
+    data = cut_copy(tmp_path / "ft", ("BTC", "ETH"), "2021-04-20", "2021-04-30")
+    source = FileMarketSource(kind="freqtrade", path=str(data))
+    meta, counts = run(tmp_path, source, "2021-04-25")
+    # perp and mark: 24 bars; spot: 21 (05:00-07:00 missing); 3 settlements; per symbol
+    assert counts["ohlcv"] == 2 * (24 + 24 + 21) and counts["funding_rates"] == 2 * 3
+    assert counts["data_gaps"] == 2
+    ohlcv = meta[RAW_OHLCV]
+    assert ohlcv["venue"].value == "binance" and ohlcv["symbols"].value == "BTC, ETH"
+    assert ohlcv["files_read"].value == 8 and ohlcv["gaps_found"].value == 2
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        span = con.execute("SELECT min(ts), max(ts) FROM raw.ohlcv").fetchall()[0]
+    assert [str(t) for t in span] == ["2021-04-25 00:00:00", "2021-04-25 23:00:00"]
+    meta, again = run(tmp_path, source, "2021-04-25")
+    assert again == counts and meta[RAW_OHLCV]["rows_written"].value == 0
+
+
+def test_a_file_source_run_resumes_at_the_latest_stored_bar(tmp_path):
+    cut_copy(tmp_path / "ft", ("BTC",), "2021-05-01", "2021-05-04")
+    source = FileMarketSource(kind="freqtrade", path=str(tmp_path / "ft"))
+    meta, first = run(tmp_path, source)
+    assert meta[RAW_OHLCV]["imported_from"].value == ""
+    assert first["ohlcv"] == 3 * 3 * 24
+    cut_copy(tmp_path / "ft", ("BTC",), "2021-05-01", "2021-05-05")  # a day more on disk
+    meta, second = run(tmp_path, source)
+    assert meta[RAW_OHLCV]["imported_from"].value == "2021-05-03 23:00:00"
+    assert meta[RAW_OHLCV]["rows_written"].value == 3 * 24
+    assert second["ohlcv"] == first["ohlcv"] + 3 * 24
+
+
+def test_a_directory_without_mark_files_is_flagged_in_the_metadata(tmp_path):
+    data = cut_copy(tmp_path / "ft", ("BTC",), "2021-05-01", "2021-05-03", with_mark=False)
+    meta, counts = run(tmp_path, FileMarketSource(kind="freqtrade", path=str(data)))
+    assert meta[RAW_OHLCV]["mark_from_perp_close"].value == "BTC"
+    assert counts["ohlcv"] == 3 * 2 * 24
+
+
+def test_the_warehouse_source_writes_nothing(tmp_path):
+    run(tmp_path, SyntheticMarketSource(n_symbols=2, n_bars=48))
+    meta, counts = run(tmp_path, WarehouseMarketSource(symbols="BTC"))
+    assert counts["ohlcv"] == 2 * 48 * 4
+    assert meta[RAW_OHLCV]["rows_written"].value == 0
+    assert meta[RAW_OHLCV]["symbols"].value == "BTC"
+
+
+def test_the_environment_chooses_the_source_venue_and_symbols(monkeypatch):
+    real = real_1h_dir()
+    monkeypatch.setenv("PERPFOLIO_MARKET_SOURCE", f"freqtrade:{real}")
+    source = market_source_for("local")
+    assert isinstance(source, FileMarketSource)
+    assert source.venue == "binance" and source.universe() == REAL_SYMBOLS
+    monkeypatch.setenv("PERPFOLIO_SYMBOLS", "eth,btc")
+    monkeypatch.setenv("PERPFOLIO_VENUES", "binance")
+    assert market_source_for("local").universe() == ("ETH", "BTC")
+    monkeypatch.setenv("PERPFOLIO_MARKET_SOURCE", "warehouse")
+    source = market_source_for("local")
+    assert (source.venue, source.universe()) == ("binance", ("ETH", "BTC"))
+    monkeypatch.delenv("PERPFOLIO_SYMBOLS")
+    with pytest.raises(ValueError, match="warehouse needs PERPFOLIO_SYMBOLS"):
+        market_source_for("local")
+    monkeypatch.setenv("PERPFOLIO_MARKET_SOURCE", "freqtrade")
+    with pytest.raises(ValueError, match="freqtrade:PATH"):
+        market_source_for("local")
+
+
+def test_the_ccxt_resource_builds_its_fetch_plan_from_the_dataclass():
+    plan = LocalCcxtMarketSource(symbols="BTC,ETH", order_book_levels=2, funding=False).plan()
+    assert plan.symbols == ("BTC", "ETH") and plan.venues == ("binance",)
+    assert plan.order_book_levels == 2 and not plan.funding and plan.spot and plan.mark_index
 
 
 KILLABLE = textwrap.dedent(

@@ -10,9 +10,12 @@
 -- of the same bar, and the perp close one bar length earlier (NULL when that bar is missing).
 -- Every timeframe is resampled from the finest perp bars stored per (venue, symbol), reading the
 -- other markets at that same timeframe. A bar is kept only when all its perp sub-bars exist; a
--- spot/mark/index close only when all its sub-bars exist (else NULL), so a resampled bar never
--- mixes in missing data.
-{%- set scan_from = scan_start(1) %}
+-- spot/mark/index close only when all its sub-bars exist, so a resampled bar never mixes in
+-- missing data. A missing spot/mark/index close is carried from the last bar of the same series
+-- that has one, if that bar opened at most `max_filled_hours` before (`filled` is then true);
+-- beyond that it stays NULL. The gap itself stays recorded in raw.data_gaps.
+{%- set fill_bars = (var('max_filled_hours') * 60 / max_timeframe_minutes()) | round(0, 'ceil') %}
+{%- set scan_from = scan_start([1, fill_bars | int] | max) %}
 
 -- Not materialized: each market's reference below scans (and filters) the raw table itself,
 -- which costs half as much as materializing every market's bars once.
@@ -157,29 +160,47 @@ all_timeframes as (
     select * from resampled
 ),
 
+-- The last close of each market within `max_filled_hours` before the bar (the bar included).
+carried as (
+    select
+        *,
+        {%- for market in ['spot', 'mark', 'index'] %}
+        last_value({{ market }}_close ignore nulls) over recent as {{ market }}_close_carried,
+        {%- endfor %}
+    from all_timeframes
+    where perp_complete
+    window recent as (
+        partition by venue, symbol, timeframe
+        order by ts
+        range between interval '{{ var("max_filled_hours") }} hours' preceding and current row
+    )
+),
+
 watermarks as (
     {{ watermarks() }}
 )
 
 select
-    all_timeframes.venue,
-    all_timeframes.symbol,
-    all_timeframes.timeframe,
-    all_timeframes.ts,
-    all_timeframes.ts + to_minutes(all_timeframes.bar_minutes) as close_ts,
-    all_timeframes.open,
-    all_timeframes.high,
-    all_timeframes.low,
-    all_timeframes.close,
-    all_timeframes.volume,
-    all_timeframes.prev_close,
-    all_timeframes.spot_close,
-    all_timeframes.mark_close,
-    all_timeframes.index_close
-from all_timeframes
+    carried.venue,
+    carried.symbol,
+    carried.timeframe,
+    carried.ts,
+    carried.ts + to_minutes(carried.bar_minutes) as close_ts,
+    carried.open,
+    carried.high,
+    carried.low,
+    carried.close,
+    carried.volume,
+    carried.prev_close,
+    {%- for market in ['spot', 'mark', 'index'] %}
+    coalesce(carried.{{ market }}_close, carried.{{ market }}_close_carried) as {{ market }}_close,
+    {%- endfor %}
+    (carried.spot_close is null and carried.spot_close_carried is not null)
+        or (carried.mark_close is null and carried.mark_close_carried is not null)
+        or (carried.index_close is null and carried.index_close_carried is not null) as filled
+from carried
 left join watermarks
-    on all_timeframes.venue = watermarks.venue
-    and all_timeframes.symbol = watermarks.symbol
-    and all_timeframes.timeframe = watermarks.timeframe
-where all_timeframes.perp_complete
-    and {{ bars_to_write('all_timeframes.ts') }}
+    on carried.venue = watermarks.venue
+    and carried.symbol = watermarks.symbol
+    and carried.timeframe = watermarks.timeframe
+where {{ bars_to_write('carried.ts') }}

@@ -23,12 +23,18 @@ with bars as (
     {%- endif %}
 ),
 
--- Keys and basis of the same bars, read from the aligned bars rather than from `bars` (which
--- would otherwise be materialized to serve several consumers): for the cross-venue dispersion
--- and for placing funding settlements.
+-- Basis of the same bars for the cross-venue dispersion, read from the aligned bars rather than
+-- from `bars` (which would otherwise be materialized to serve several consumers).
 closes as not materialized (
-    select venue, symbol, timeframe, ts, close_ts, {{ basis('close', 'spot_close') }} as basis
+    select venue, symbol, timeframe, ts, {{ basis('close', 'spot_close') }} as basis
     from {{ ref('int_bars_aligned') }}
+    {%- if scan_from %}
+    where ts >= {{ scan_from }}
+    {%- endif %}
+),
+
+funding_placed as (
+    select * from {{ ref('int_funding_placed') }}
     {%- if scan_from %}
     where ts >= {{ scan_from }}
     {%- endif %}
@@ -36,89 +42,6 @@ closes as not materialized (
 
 funding as (
     select * from {{ ref('int_funding_rates_scored') }}
-),
-
--- Each settlement on the first bar of each timeframe that closes at or after it: the bar that
--- pays it (open < settlement <= close), or the next bar that exists when that one is missing.
--- Settlements before the first scanned bar all land on it, so an incremental build carries the
--- same latest settlement as a full build. Most settlements find their paying bar by its key;
--- only the others go through an as-of join, against the bars from their first paying bar on
--- (an as-of join sorts its whole right side: every bar's key, at 10m bars a second of CPU).
-settlements as (
-    select
-        funding.venue,
-        funding.symbol,
-        funding.settled_at,
-        funding.funding_rate,
-        timeframes.timeframe,
-        time_bucket(
-            to_minutes(timeframes.bar_minutes), funding.settled_at - interval 1 microsecond
-        ) as paying_ts
-    from funding
-    cross join ({{ configured_timeframes() }}) as timeframes
-),
-
-placed as (
-    select settlements.*, closes.ts as bar_ts
-    from settlements
-    left join closes
-        on settlements.venue = closes.venue
-        and settlements.symbol = closes.symbol
-        and settlements.timeframe = closes.timeframe
-        and settlements.paying_ts = closes.ts
-),
-
-unplaced as (
-    select * from placed where bar_ts is null
-),
-
--- Per (venue, symbol, timeframe) with unplaced settlements, the bars from the first of them on.
-bars_after_unplaced as (
-    select closes.*
-    from closes
-    inner join (
-        select venue, symbol, timeframe, min(paying_ts) as paying_from
-        from unplaced
-        group by venue, symbol, timeframe
-    ) as first_unplaced
-        on closes.venue = first_unplaced.venue
-        and closes.symbol = first_unplaced.symbol
-        and closes.timeframe = first_unplaced.timeframe
-        and closes.ts >= first_unplaced.paying_from
-),
-
-settlement_bars as (
-    select venue, symbol, timeframe, bar_ts as ts, settled_at, funding_rate
-    from placed
-    where bar_ts is not null
-    union all
-    select
-        unplaced.venue,
-        unplaced.symbol,
-        unplaced.timeframe,
-        bars_after_unplaced.ts,
-        unplaced.settled_at,
-        unplaced.funding_rate
-    from unplaced
-    asof inner join bars_after_unplaced
-        on unplaced.venue = bars_after_unplaced.venue
-        and unplaced.symbol = bars_after_unplaced.symbol
-        and unplaced.timeframe = bars_after_unplaced.timeframe
-        and unplaced.settled_at <= bars_after_unplaced.close_ts
-),
-
--- Per bar: the rates settled in (open, close] and the latest settlement placed on the bar.
-funding_in_bar as (
-    select
-        venue,
-        symbol,
-        timeframe,
-        ts,
-        sum(funding_rate) filter (where settled_at > ts) as funding_rate_settled,
-        count(*) filter (where settled_at > ts) as funding_settlements,
-        max(settled_at) as latest_settled_at
-    from settlement_bars
-    group by venue, symbol, timeframe, ts
 ),
 
 watermarks as (
@@ -134,15 +57,15 @@ per_bar as (
         -- no second window pass
         ln(bars.close / bars.prev_close) as log_return_1,
         ln(nullif(bars.volume, 0)) as log_volume,
-        coalesce(funding_in_bar.funding_rate_settled, 0.0) as funding_rate_settled,
-        coalesce(funding_in_bar.funding_settlements, 0) as funding_settlements,
-        funding_in_bar.latest_settled_at
+        funding_placed.funding_rate_settled,
+        funding_placed.funding_settlements,
+        funding_placed.last_settled_at
     from bars
-    left join funding_in_bar
-        on bars.venue = funding_in_bar.venue
-        and bars.symbol = funding_in_bar.symbol
-        and bars.timeframe = funding_in_bar.timeframe
-        and bars.ts = funding_in_bar.ts
+    left join funding_placed
+        on bars.venue = funding_placed.venue
+        and bars.symbol = funding_placed.symbol
+        and bars.timeframe = funding_placed.timeframe
+        and bars.ts = funding_placed.ts
 ),
 
 -- Symbols quoted on two venues or more: the only ones with a cross-venue dispersion.
@@ -175,9 +98,6 @@ rolling as (
     select
         *,
         row_number() over (w) as bar_number,
-        -- the latest settlement at or before the close
-        last_value(latest_settled_at ignore nulls)
-            over (w rows between unbounded preceding and current row) as last_settled_at,
         {%- for h in var('return_horizons') if h != 1 %}
         ln(close / lag(close, {{ h }}) over (w)) as log_return_{{ h }},
         {%- endfor %}
@@ -254,7 +174,8 @@ features as (
             - (epoch_ms(rolling.close_ts) // 60000)
             % (coalesce(last_funding.interval_hours, 8) * 60)
         ) / 60.0 as hours_to_funding,
-        rolling.order_book_imbalance
+        rolling.order_book_imbalance,
+        rolling.filled::integer as filled
     from rolling
     left join funding as last_funding
         on rolling.venue = last_funding.venue
@@ -268,7 +189,10 @@ features as (
         on rolling.venue = watermarks.venue
         and rolling.symbol = watermarks.symbol
         and rolling.timeframe = watermarks.timeframe
+    -- a bar whose spot or mark close is neither present nor carried (a longer gap) is left out
     where {{ bars_to_write('rolling.ts') }}
+        and rolling.spot_close is not null
+        and rolling.mark_close is not null
 )
 
 select
