@@ -12,8 +12,12 @@ other ``ExchangeError``) fail at once with ``IngestionError`` naming venue, symb
 time. Candles with NaN or non-positive prices are dropped and show up as recorded gaps; duplicate
 and overlapping pages collapse; missing bars are recorded in ``raw.data_gaps``.
 
-API keys are read from environment variables by the caller and never logged; market data needs
-none.
+Every series here is public, so the exchanges are built without API keys even when the caller
+has some: with keys, ccxt's ``load_markets`` calls private endpoints (Binance
+``/sapi/v1/capital/config/getall`` and ``/sapi/v1/margin/allPairs``, OKX and Bybit their
+currency lists), which would make market data fail on a key's permissions. A
+re-fetched bar the exchange has changed since it was stored is a conflict when written
+(``write_batch`` without ``replace``), not a silent overwrite.
 """
 
 from __future__ import annotations
@@ -99,13 +103,13 @@ def make_exchange(
     base_url: str | None = None,
     timeout_ms: int = 10_000,
     rate_limit_ms: int | None = None,
-    credentials: Mapping[str, str] | None = None,
     spot_only: bool = False,
 ) -> ccxt.Exchange:
-    """A ccxt exchange with rate limiting on; ``base_url`` points it at a local fake."""
+    """A public (keyless) ccxt exchange with rate limiting on; ``base_url`` points it at a local
+    fake."""
     if not hasattr(ccxt, exchange_id):
         raise IngestionError(f"ccxt has no exchange {exchange_id!r}")
-    config: dict = {"enableRateLimit": True, "timeout": timeout_ms, **(credentials or {})}
+    config: dict = {"enableRateLimit": True, "timeout": timeout_ms}
     if spot_only:
         config["options"] = {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}}
     exchange = getattr(ccxt, exchange_id)(config)
@@ -521,12 +525,15 @@ def fetcher_for(
     spot: bool = True,
     page_limit: int = 1000,
 ) -> CcxtFetcher:
-    """A fetcher for a configured venue ('binance', 'okx', 'bybit')."""
+    """A fetcher for a configured venue ('binance', 'okx', 'bybit').
+
+    ``credentials`` never reach the exchanges (market data is public, see the module doc); their
+    values are redacted from every error message.
+    """
     if venue not in VENUES:
         raise IngestionError(f"unknown venue {venue!r}; configured venues: {sorted(VENUES)}")
     spec = VENUES[venue]
-    common = dict(base_url=base_url, timeout_ms=timeout_ms, rate_limit_ms=rate_limit_ms,
-                  credentials=credentials)  # fmt: skip
+    common = dict(base_url=base_url, timeout_ms=timeout_ms, rate_limit_ms=rate_limit_ms)
     perp = make_exchange(spec.perp_exchange, **common)
     spot_ex = (
         make_exchange(spec.spot_exchange, spot_only=True, **common)

@@ -11,9 +11,10 @@ from ingestion.ccxt_source import (
     resample_bars,
     resume_points,
 )
+from ingestion.frames import MarketFrames
 from ingestion.local_exchange import LocalBinance
 from ingestion.synthetic import SyntheticMarketConfig, generate_market
-from ingestion.warehouse import row_counts, write_batch
+from ingestion.warehouse import DataConflictError, row_counts, write_batch
 
 START, END = pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-09")
 SYMBOLS = ("BTC", "ETH")
@@ -155,3 +156,49 @@ def test_ten_minute_bars_are_built_from_five_minute_candles(market):
     assert row["volume"] == pytest.approx(first["volume"].sum())
     assert got.data_gaps["gap_start"].tolist() == [pd.Timestamp("2024-01-01 03:00")]
     assert resample_bars(perp5.iloc[:0], "10m").empty
+
+
+KEYS = {"apiKey": "user-api-key-0123456789", "secret": "user-secret-abcdefghijkl"}
+
+
+def test_market_data_with_keys_makes_no_private_call(fake, market):
+    f = fetcher_for("binance", base_url=fake.base_url, timeout_ms=2000, rate_limit_ms=1,
+                    credentials=KEYS)  # fmt: skip
+    got = f.fetch(FetchPlan(symbols=("BTC",), order_book_levels=2), START, END)
+    assert len(got.ohlcv) == 4 * 24 * 8
+    assert not [r for r in fake.requests if r.startswith("/sapi")]
+    assert not f.perp.apiKey and not f.spot.apiKey
+
+
+def test_keys_in_the_environment_leave_the_ccxt_market_source_working(monkeypatch):
+    from orchestration.resources.market_source import LocalCcxtMarketSource
+
+    monkeypatch.setenv("PERPFOLIO_BINANCE_API_KEY", KEYS["apiKey"])
+    monkeypatch.setenv("PERPFOLIO_BINANCE_SECRET", KEYS["secret"])
+    source = LocalCcxtMarketSource(symbols="BTC", n_bars=48, order_book_levels=0)
+    try:
+        got = source.fetch()
+        requests = list(source._server.requests)
+    finally:
+        source.teardown_after_execution(None)
+    assert len(got.ohlcv[got.ohlcv["market"] == "perp"]) == 48
+    assert not [r for r in requests if r.startswith("/sapi")]
+
+
+def test_a_bar_the_exchange_changed_since_is_a_conflict_unless_replaced(market, con):
+    plan = FetchPlan(symbols=("BTC",), spot=False, mark_index=False, funding=False,
+                     open_interest=False, order_book_levels=0)  # fmt: skip
+    with LocalBinance(market, now=END, delay=0.6) as server:
+        write_batch(con, fetcher(server).fetch(plan, START, END).tables())
+        again = fetcher(server).fetch(plan, START, END)
+    assert set(write_batch(con, again.tables()).values()) == {0}
+    bars = market.ohlcv
+    corrected = bars.index[(bars["market"] == "perp") & (bars["symbol"] == "BTC")][5]
+    changed = bars.copy()
+    changed.loc[corrected, "close"] = changed.loc[corrected, "open"]
+    changed = MarketFrames(ohlcv=changed, funding_rates=market.funding_rates)
+    with LocalBinance(changed, now=END, delay=0.6) as server:
+        refetched = fetcher(server).fetch(plan, START, END)
+    with pytest.raises(DataConflictError, match=r"1 row\(s\) differ.*symbol=BTC.*close stored"):
+        write_batch(con, refetched.tables())
+    assert write_batch(con, refetched.tables(), replace=True)["ohlcv"] == 1
