@@ -19,3 +19,14 @@ def no_network():
     network.install()
     yield
     network.uninstall()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def dbt_artifacts_in_tmp(tmp_path_factory):
+    """dagster-dbt's runs write their artifacts and logs under a temporary folder, not into the
+    checkout's ``dbt_project/target/``."""
+    target = tmp_path_factory.mktemp("dbt-target")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DBT_TARGET_PATH", str(target))
+        mp.setenv("DBT_LOG_PATH", str(target))
+        yield target

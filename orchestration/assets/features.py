@@ -9,21 +9,28 @@ rebuilds exactly the bars opening in it. A run without a partition builds every 
 stored ones (or the window given in the run config). The models themselves are not
 partitioned: training reads the whole mart, and dbt's tests, reported as asset checks, cover
 the whole tables.
+
+The manifest is dbt's ``target/manifest.json``: ``dagster dev`` re-parses the project on load
+(``prepare_if_dev``), ``make`` parses it when the project changes, and a checkout without one
+(a fresh clone) parses it on first load.
 """
 
 import json
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
 
 from orchestration.assets.ingestion import DAILY
-from orchestration.resources import DBT_PROJECT_DIR
-from orchestration.resources.dbt_fork import ForkedDbt
+from orchestration.resources.dbt_cli import dbt_project, dbt_warehouse_path, parse_dbt_project
 from orchestration.resources.warehouse import DuckDBWarehouse
 
 FEATURE_MART = dg.AssetKey(["marts", "fct_features"])
@@ -42,22 +49,9 @@ SUMMARY_FEATURES = (
     "basis_dispersion_std",
 )
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-
-
-def _manifest_is_stale(project: DbtProject) -> bool:
-    manifest = Path(project.manifest_path)
-    if not manifest.exists():
-        return True
-    built = manifest.stat().st_mtime
-    sources = [Path(project.project_dir) / "dbt_project.yml"]
-    for folder in ("models", "macros", "tests"):
-        sources.extend((Path(project.project_dir) / folder).rglob("*"))
-    return any(p.is_file() and p.stat().st_mtime > built for p in sources)
-
-
-if _manifest_is_stale(dbt_project):
-    dbt_project.preparer.prepare(dbt_project)
+dbt_project.prepare_if_dev()
+if not dbt_project.manifest_path.exists():
+    parse_dbt_project()
 
 
 def _produced_raw_keys() -> set[dg.AssetKey]:
@@ -156,8 +150,42 @@ def feature_summary(warehouse: DuckDBWarehouse) -> dict[str, Any]:
     return metadata
 
 
+def check_same_warehouse(warehouse: DuckDBWarehouse) -> None:
+    """Fail unless dbt builds into the warehouse resource's file."""
+    built_by_dbt = dbt_warehouse_path()
+    if Path(warehouse.path).resolve() != built_by_dbt:
+        raise dg.Failure(
+            f"dbt builds into {built_by_dbt} ($PERPFOLIO_HOME/warehouse.duckdb, "
+            f"dbt_project/profiles.yml), not the warehouse resource's {warehouse.path}: set "
+            "PERPFOLIO_HOME to the warehouse's folder"
+        )
+
+
+def with_feature_summary(
+    context: dg.AssetExecutionContext, events: Iterable[Any], warehouse: DuckDBWarehouse
+) -> Iterator[Any]:
+    """dbt's Dagster events, the mart's output with ``feature_summary`` in its metadata.
+
+    The mart's output and the events after it wait until dbt has finished: dbt holds the
+    warehouse file until its process exits."""
+    held: list[Any] = []
+    for event in events:
+        if held or (
+            isinstance(event, dg.Output)
+            and context.asset_key_for_output(event.output_name) == FEATURE_MART
+        ):
+            held.append(event)
+        else:
+            yield event
+    if held:
+        mart, *after = held
+        yield mart.with_metadata({**mart.metadata, **feature_summary(warehouse)})
+        yield from after
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
+    project=dbt_project,
     dagster_dbt_translator=FeatureTranslator(
         settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
     ),
@@ -165,26 +193,14 @@ def feature_summary(warehouse: DuckDBWarehouse) -> dict[str, Any]:
 def dbt_features(
     context: dg.AssetExecutionContext,
     config: FeatureBuildConfig,
-    dbt: ForkedDbt,
+    dbt: DbtCliResource,
     warehouse: DuckDBWarehouse,
 ) -> Iterator[Any]:
-    """Build and test the dbt models against the warehouse file."""
-    os.environ["PERPFOLIO_WAREHOUSE"] = warehouse.path
+    """Build and test the dbt models in the warehouse file."""
+    check_same_warehouse(warehouse)
     args = dbt_build_args(build_window(context, config))
-    context.log.info(f"dbt {' '.join(args)}")
-    invocation, events = dbt.build(args, context)
-    built = [
-        e
-        for e in events
-        if isinstance(e, dg.Output) and context.asset_key_for_output(e.output_name) == FEATURE_MART
-    ]
-    summary = feature_summary(warehouse) if built else {}
-    for event in events:
-        if event in built:
-            event = event.with_metadata({**event.metadata, **summary})
-        yield event
-    if not invocation.success:
-        raise dg.Failure(
-            "dbt build failed:\n" + "\n".join(invocation.failures),
-            metadata={"dbt_log": str(invocation.target_path / "dbt.log")},
-        )
+    invocation = dbt.cli(args, context=context, raise_on_error=False)
+    yield from with_feature_summary(context, invocation.stream(), warehouse)
+    error = invocation.get_error()
+    if error is not None:
+        raise error

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 
-from orchestration.resources.dbt_fork import ForkedDbt
+from orchestration.resources.dbt_cli import dbt_resource
 from orchestration.resources.market_source import market_source_for
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.settings import PromotionGateSettings, TrainingSettings
 from orchestration.resources.warehouse import DuckDBWarehouse
 from orchestration.settings import MODEL_NAME, ProjectPaths
 
-DBT_PROJECT_DIR = os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", "..", "dbt_project")
-)
-
 ENVIRONMENTS = ("local", "test")
-
-
-def dbt_executable() -> str:
-    """The dbt installed beside this interpreter (the venv need not be on PATH)."""
-    beside = os.path.join(os.path.dirname(sys.executable), "dbt")
-    return beside if os.path.exists(beside) else shutil.which("dbt") or "dbt"
 
 
 def build_resources(environment: str | None = None) -> dict[str, object]:
@@ -39,7 +27,7 @@ def build_resources(environment: str | None = None) -> dict[str, object]:
     paths = ProjectPaths.from_env().ensure()
     shared = {
         "warehouse": DuckDBWarehouse(path=str(paths.warehouse)),
-        "dbt": ForkedDbt(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR),
+        "dbt": dbt_resource(),
         "mlflow_registry": MlflowRegistry(
             tracking_uri=paths.mlflow_tracking_uri,
             artifact_root=str(paths.mlflow_artifacts),

@@ -16,7 +16,7 @@ def clean() -> dict:
 
 
 def _validate(tmp_path, frames: dict, suite: str):
-    path = tmp_path / "bad.duckdb"
+    path = tmp_path / "warehouse.duckdb"
     write_raw(path, frames)
     with duckdb.connect(str(path), read_only=True) as con:
         return run_suite(con, suites()[suite])
@@ -100,7 +100,7 @@ def test_a_basis_of_50_percent_is_named_by_the_mart_suite(tmp_path, clean):
     ohlcv = clean["ohlcv"].copy()
     ohlcv.loc[_bar(ohlcv, "spot"), ["open", "high", "low", "close"]] *= 2 / 3
     assert _validate(tmp_path, {**clean, "ohlcv": ohlcv}, "raw_ohlcv").success
-    path = tmp_path / "bad.duckdb"
+    path = tmp_path / "warehouse.duckdb"
     run_dbt(path, "build")  # the dbt range test on basis only warns
     with duckdb.connect(str(path), read_only=True) as con:
         result = run_suite(con, suites()["fct_features"])

@@ -1,5 +1,9 @@
-"""Through Dagster: dbt tests are asset checks, the mart reports statistics, raw checks block."""
+"""Through Dagster: dbt tests are asset checks, the mart reports statistics, raw checks block,
+and dbt builds the warehouse resource's file, with artifacts outside the checkout."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -17,10 +21,13 @@ from orchestration.assets.ingestion import DAILY
 from orchestration.assets.training import trained_policy
 from orchestration.checks import QUALITY_CHECKS, RAW_FUNDING, RAW_OHLCV
 from orchestration.resources import build_resources
+from orchestration.resources.dbt_cli import DBT_PROJECT_DIR, dbt_project
 from orchestration.resources.warehouse import DuckDBWarehouse
-from tests.support.warehouses import synthetic_raw, write_raw
+from tests.support.warehouses import run_dbt, synthetic_raw, write_raw
 
 pytestmark = pytest.mark.slow
+
+REPO = Path(DBT_PROJECT_DIR).parent
 
 
 def _definitions(frames: dict) -> dg.Definitions:
@@ -120,6 +127,11 @@ def test_features_materialize_with_statistics_and_passing_checks(home):
     ]
     assert mart.metadata["rows_1h"].value == 2 * 240 and mart.metadata["rows_1d"].value == 20
     assert "basis_zscore" in mart.metadata["feature_summary"].value
+    assert dbt_features.keys <= {e.asset_key for e in result.get_asset_materialization_events()}
+    # dbt's artifacts for this run are in DBT_TARGET_PATH (a temporary folder), not the checkout.
+    run = f"dbt_features-{result.run_id[:7]}-*"
+    assert list(Path(os.environ["DBT_TARGET_PATH"]).glob(f"{run}/run_results.json"))
+    assert not list(Path(DBT_PROJECT_DIR, "target").glob(run))
     checks = {c.asset_check_key.name: c for c in result.get_asset_check_evaluations()}
     assert checks["unique_key_columns_fct_features_venue__symbol__timeframe__ts"].passed
     for name in ("raw_ohlcv", "raw_funding", "feature_mart"):
@@ -164,5 +176,118 @@ def test_a_failing_dbt_test_is_a_failed_check_and_stops_the_build(home):
     assert dg.AssetKey(["staging", "stg_market__ohlcv"]) in materialized
     assert FEATURE_MART not in materialized
     [failure] = result.get_step_failure_events()
-    message = failure.step_failure_data.error.message
-    assert "test.perpfolio.not_null_stg_market__ohlcv_bar_minutes" in message
+    assert "Failure in test not_null_stg_market__ohlcv_bar_minutes" in _message(failure)
+
+
+def _message(failure: dg.DagsterEvent) -> str:
+    error = failure.step_failure_data.error
+    return f"{error.message}\n{failure.step_failure_data.user_failure_data}"
+
+
+def test_a_failing_model_is_a_failed_step_naming_it_with_dbt_s_message(home):
+    write_raw(home / "warehouse.duckdb", synthetic_raw(n_symbols=1, days=3, venues=("a",)))
+    result = dg.materialize(
+        [dbt_features],
+        resources=build_resources("test"),
+        run_config=dg.RunConfig({"dbt_features": FeatureBuildConfig(window_start="not a time")}),
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert "in model int_bars_aligned" in _message(failure)
+    assert "not a time" in _message(failure)
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert dg.AssetKey(["intermediate", "int_bars_aligned"]) not in materialized
+    assert FEATURE_MART not in materialized
+
+
+def test_dbt_builds_the_warehouse_of_each_perpfolio_home(tmp_path, monkeypatch):
+    for home, n_symbols in ((tmp_path / "one", 1), (tmp_path / "two", 2)):
+        monkeypatch.setenv("PERPFOLIO_HOME", str(home))
+        frames = synthetic_raw(n_symbols=n_symbols, days=3, venues=("synthetic",))
+        defs = _definitions(frames)
+        assert Path(defs.resources["warehouse"].path) == home / "warehouse.duckdb"
+        selection = dg.AssetSelection.groups("ingestion", "features")
+        job = dg.define_asset_job("features", selection=selection).resolve(
+            asset_graph=defs.resolve_asset_graph()
+        )
+        assert job.execute_in_process(resources=defs.resources).success
+    for home, n_symbols in ((tmp_path / "one", 1), (tmp_path / "two", 2)):
+        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+            symbols, rows = con.execute(
+                "SELECT count(DISTINCT symbol), count(*) FROM marts.fct_features "
+                "WHERE timeframe = '1h'"
+            ).fetchone()
+        assert (symbols, rows) == (n_symbols, n_symbols * 72)
+
+
+def test_a_warehouse_outside_perpfolio_home_fails_before_dbt_runs(home, tmp_path):
+    elsewhere = tmp_path / "elsewhere" / "warehouse.duckdb"
+    elsewhere.parent.mkdir()
+    write_raw(elsewhere, synthetic_raw(n_symbols=1, days=3))
+    resources = {**build_resources("test"), "warehouse": DuckDBWarehouse(path=str(elsewhere))}
+    result = dg.materialize([dbt_features], resources=resources, raise_on_error=False)
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert str(home / "warehouse.duckdb") in _message(failure)
+    assert str(elsewhere) in _message(failure)
+    assert not (home / "warehouse.duckdb").exists()
+    with duckdb.connect(str(elsewhere), read_only=True) as con:
+        assert con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'marts'"
+        ).fetchone() == (0,)
+
+
+def test_a_dbt_run_in_the_tests_leaves_the_checkout_s_manifest_alone(tmp_path):
+    before = dbt_project.manifest_path.stat().st_mtime_ns
+    path = tmp_path / "perturbed" / "warehouse.duckdb"
+    path.parent.mkdir()
+    write_raw(path, synthetic_raw(n_symbols=1, days=2))
+    run_dbt(path, "run", "--select", "stg_market__ohlcv")
+    assert (path.parent / "dbt-target" / "manifest.json").is_file()
+    assert (path.parent / "dbt-target" / "dbt.log").is_file()
+    assert dbt_project.manifest_path.stat().st_mtime_ns == before
+
+
+BUILD_WITHOUT_THE_VENV = """
+import sys
+from pathlib import Path
+import dagster as dg
+import duckdb
+from orchestration.definitions import defs
+from orchestration.assets.features import FEATURE_MART, dbt_features
+from orchestration.resources import build_resources
+from tests.support.warehouses import synthetic_raw, write_raw
+warehouse = Path(sys.argv[1]) / "warehouse.duckdb"
+write_raw(warehouse, synthetic_raw(n_symbols=1, days=5))
+assert dg.materialize([dbt_features], resources=build_resources("test")).success
+with duckdb.connect(str(warehouse), read_only=True) as con:
+    print(con.execute("SELECT count(*) FROM marts.fct_features").fetchone()[0])
+print(defs.resolve_assets_def(FEATURE_MART).specs_by_key[FEATURE_MART].metadata["dagster/table_name"])
+"""
+
+
+def test_the_code_location_loads_and_builds_without_the_venv_on_path(home):
+    """dbt is the one beside the interpreter, and the table Dagster shows is the warehouse's."""
+    env = {
+        "HOME": os.environ["HOME"],
+        "PATH": "/usr/bin:/bin",
+        "PERPFOLIO_HOME": str(home),
+        "DBT_TARGET_PATH": str(home / "dbt-target"),
+        "DBT_LOG_PATH": str(home / "dbt-target"),
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD_WITHOUT_THE_VENV, str(home)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows, table = done.stdout.strip().splitlines()[-2:]
+    assert int(rows) == 5 * 24 + 5
+    assert table == "warehouse.marts.fct_features"

@@ -28,7 +28,7 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
 def test_one_new_day_then_a_window_rebuild_equal_the_full_build(
     tmp_path, raw_frames, built_warehouse
 ):
-    path = tmp_path / "incremental.duckdb"
+    path = tmp_path / "warehouse.duckdb"
     write_raw(path, _until(raw_frames, NEW_DAY))
     run_dbt(path, "build")
     before = read_mart(path)

@@ -28,7 +28,7 @@ def _perturbed(frames: dict) -> dict:
 
 
 def test_features_at_or_before_t_ignore_everything_after_t(tmp_path, raw_frames, built_warehouse):
-    path = tmp_path / "perturbed.duckdb"
+    path = tmp_path / "warehouse.duckdb"
     write_raw(path, _perturbed(raw_frames))
     run_dbt(path, "build")
     base, perturbed = read_mart(built_warehouse), read_mart(path)

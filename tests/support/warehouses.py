@@ -12,7 +12,7 @@ import pandas as pd
 
 from ingestion.synthetic import SyntheticMarketConfig, generate_market
 from ingestion.warehouse import ensure_raw_schema
-from orchestration.resources import DBT_PROJECT_DIR, dbt_executable
+from orchestration.resources.dbt_cli import DBT_PROJECT_DIR, dbt_executable
 
 MART = "marts.fct_features"
 KEY = ["venue", "symbol", "timeframe", "ts"]
@@ -62,10 +62,15 @@ def write_raw(path: Path, frames: dict[str, pd.DataFrame]) -> None:
 
 
 def run_dbt(path: Path, *args: str) -> subprocess.CompletedProcess:
-    """``dbt <args>`` on the warehouse file; raises with dbt's output when it fails."""
+    """``dbt <args>`` on the warehouse file ``path`` (``<home>/warehouse.duckdb``, as the profile
+    reads it); dbt's artifacts and log go to ``<home>/dbt-target``. Raises with dbt's output when
+    it fails."""
+    if path.name != "warehouse.duckdb":
+        raise ValueError(f"dbt builds $PERPFOLIO_HOME/warehouse.duckdb, not {path}")
+    target = path.parent / "dbt-target"
     env = {
         **os.environ,
-        "PERPFOLIO_WAREHOUSE": str(path),
+        "PERPFOLIO_HOME": str(path.parent),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
     }
     done = subprocess.run(
@@ -76,6 +81,10 @@ def run_dbt(path: Path, *args: str) -> subprocess.CompletedProcess:
             DBT_PROJECT_DIR,
             "--project-dir",
             DBT_PROJECT_DIR,
+            "--target-path",
+            str(target),
+            "--log-path",
+            str(target),
         ],
         env=env,
         capture_output=True,
