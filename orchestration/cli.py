@@ -140,9 +140,12 @@ def ui(dagster_port: int, mlflow_port: int) -> int:
         f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{mlflow_port}"
     )
     print("Ctrl-C stops both.")
+    # `dagster dev` re-parses the dbt project on load with the `dbt` it finds on PATH.
+    env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
     try:
         return subprocess.call(
-            [os.path.join(bin_dir, "dagster"), "dev", "-h", "127.0.0.1", "-p", str(dagster_port)]
+            [os.path.join(bin_dir, "dagster"), "dev", "-h", "127.0.0.1", "-p", str(dagster_port)],
+            env=env,
         )
     except KeyboardInterrupt:
         return 0
