@@ -98,6 +98,14 @@ def test_date_strings_other_than_iso_8601_are_refused_naming_the_value(
     assert row_counts(con)["ohlcv"] == 0
 
 
+def test_a_column_of_dd_mm_yyyy_dates_is_refused_not_guessed(tmp_path, con, real_dir):
+    folder = cut(real_dir, tmp_path / "data")
+    rewrite_dates(folder / PERP.format("ETH"), lambda d: d.dt.strftime("%d/%m/%Y %H:%M"))
+    with pytest.raises(DataValidationError, match=r"date at row 0 is '24/04/2021 00:00'"):
+        import_directory(con, "freqtrade", folder)
+    assert row_counts(con)["ohlcv"] == 0
+
+
 def test_iso_8601_strings_are_read_as_utc(tmp_path, con, real_dir):
     folder = cut(real_dir, tmp_path / "data", symbols=("BTC",))
     path = folder / SPOT.format("BTC")

@@ -91,11 +91,12 @@ def test_gap_records_are_updated_in_place_not_conflicts(con, market):
 
 def test_a_derived_mark_gives_way_to_an_observed_one_and_never_the_reverse(con, market):
     mark = market.ohlcv[market.ohlcv["market"] == "mark"]
-    derived = mark.assign(close=mark["close"] * 1.001, high=mark["high"] * 1.001)
-    derived = derived.assign(source=derived_source("freqtrade"))
+    derived = mark.assign(source=derived_source("freqtrade"))  # equal values, derived flag
     upsert(con, OHLCV, derived)
     assert upsert(con, OHLCV, mark.assign(source="freqtrade")) == len(mark)
     assert upsert(con, OHLCV, derived) == 0
+    other = derived.assign(close=mark["close"] * 1.001, high=mark["high"] * 1.001)
+    assert upsert(con, OHLCV, other) == 0  # no conflict, and the observed bars stay
     stored = con.execute(
         "SELECT count(*), count(DISTINCT source) FROM raw.ohlcv WHERE source = 'freqtrade'"
     ).fetchall()
