@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.markets import make_synthetic_market  # noqa: E402
 from tests.support.reference_env import ReferencePerpEnv  # noqa: E402
-from training.env import EnvConfig, PerpPortfolioEnv  # noqa: E402
+from training.env import PerpPortfolioEnv  # noqa: E402
+from training.env_config import EnvConfig  # noqa: E402
 from training.market import MarketData  # noqa: E402
 from training.vec_env import BatchedPerpPortfolioVecEnv  # noqa: E402
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from evaluation.metrics import PerformanceMetrics, compute_metrics
-from training.env import EnvConfig, PerpPortfolioEnv, RandomizationConfig
+from training.env import PerpPortfolioEnv
+from training.env_config import EnvConfig, RandomizationConfig
 from training.market import MarketData
 from training.observation import FeatureNormalizer
 

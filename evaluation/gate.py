@@ -31,7 +31,7 @@ class GateDecision:
         return "passed" if self.promote else "; ".join(self.reasons)
 
 
-def decide(
+def decide_promotion(
     candidate: PerformanceMetrics,
     baseline: PerformanceMetrics,
     champion: PerformanceMetrics | None,

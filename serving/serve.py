@@ -28,8 +28,10 @@ class ServingDecision:
     interventions: tuple[str, ...]
 
 
-def decide(policy: PolicyModel, market: MarketData, portfolio: PortfolioState | None = None):
-    """Build the latest observation with the policy's own builder and clamp its weights."""
+def decide_target_weights(
+    policy: PolicyModel, market: MarketData, portfolio: PortfolioState | None = None
+) -> ServingDecision:
+    """Target weights at the last bar's close: the policy's own observation, then the clamp."""
     if tuple(policy.spec.symbols) != tuple(market.symbols):
         raise ValueError(
             f"policy trades {policy.spec.symbols} but the feature mart has {market.symbols}"
@@ -40,8 +42,9 @@ def decide(policy: PolicyModel, market: MarketData, portfolio: PortfolioState | 
     observation = policy.spec.builder.build(market.features, t, portfolio)
     raw = np.asarray(policy.predict(None, observation[None]))[0]
     safe = enforce_limits(raw, market.symbols)
-    close = market.timestamps[t] + np.timedelta64(int(market.bar_hours * 3600), "s")
-    return ServingDecision(close, market.symbols, raw, safe.weights, safe.interventions)
+    return ServingDecision(
+        market.close_times[t], market.symbols, raw, safe.weights, safe.interventions
+    )
 
 
 def write_decision(

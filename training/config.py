@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from training.env import EnvConfig
+from training.env_config import EnvConfig
 
 DEFAULT_FEATURES = (
     "basis",

@@ -8,14 +8,15 @@ import numpy as np
 
 _PRICE_FIELDS = ("open", "high", "low", "close", "mark")
 _PER_ASSET_FIELDS = (*_PRICE_FIELDS, "volume", "funding_rate", "hours_to_funding", "basis")
+_NS_PER_HOUR = 3_600 * 10**9
 
 
 @dataclass(frozen=True)
 class MarketData:
     """Aligned per-bar arrays for N assets over T bars.
 
-    Bar t covers ``[timestamps[t], timestamps[t] + bar)``. Every per-bar value is known at the
-    close of bar t; the environment never lets an agent act on bar t+1 values at bar t.
+    Bar t covers ``[timestamps[t], close_times[t])``. Every per-bar value is known at the close
+    of bar t; the environment never lets an agent act on bar t+1 values at bar t.
     """
 
     timestamps: np.ndarray
@@ -46,6 +47,14 @@ class MarketData:
     """(F,) feature names, in the order of the last axis of ``features``."""
     bar_hours: float = 1.0
     """Bar length in hours."""
+    tradable: np.ndarray | None = None
+    """(T, N) bool, False where an asset's bar t was not traded (its prices carried forward over a
+    data gap): no order fills for that asset at bar t. None (the default) means all True."""
+
+    def __post_init__(self) -> None:
+        if self.tradable is None:
+            n_bars = self.timestamps.shape[0] if np.ndim(self.timestamps) else 0
+            object.__setattr__(self, "tradable", np.ones((n_bars, len(self.symbols)), dtype=bool))
 
     @property
     def n_bars(self) -> int:
@@ -56,6 +65,12 @@ class MarketData:
     def n_assets(self) -> int:
         """Number of assets N."""
         return len(self.symbols)
+
+    @property
+    def close_times(self) -> np.ndarray:
+        """(T,) datetime64[ns] bar close times: ``timestamps + bar_hours``."""
+        bar = np.timedelta64(round(self.bar_hours * _NS_PER_HOUR), "ns")
+        return self.timestamps.astype("datetime64[ns]") + bar
 
     def validate(self) -> MarketData:
         """Raise ``ValueError`` naming the field (and symbol/timestamp) of the first problem."""
@@ -92,6 +107,12 @@ class MarketData:
             raise ValueError(f"features: shape {self.features.shape}, expected {(t, n, f)}")
         if self.bar_hours <= 0:
             raise ValueError("bar_hours: must be positive")
+        tradable = np.asarray(self.tradable)
+        if tradable.shape != (t, n) or tradable.dtype != np.bool_:
+            raise ValueError(
+                f"tradable: {tradable.dtype} array of shape {tradable.shape}, "
+                f"expected bool {(t, n)}"
+            )
         return self
 
     def slice(self, start: int, stop: int | None = None) -> MarketData:
@@ -101,6 +122,7 @@ class MarketData:
             self,
             timestamps=self.timestamps[s],
             features=self.features[s],
+            tradable=np.asarray(self.tradable)[s],
             **{name: getattr(self, name)[s] for name in _PER_ASSET_FIELDS},
         )
 

@@ -6,7 +6,12 @@ are already inside the equity change), the bar's slippage and the liquidation fl
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from training.env_config import EnvConfig
 
 
 class PnLReward:
@@ -83,9 +88,13 @@ class DelayedReward(PnLReward):
         self._rows = np.arange(n_envs)
 
     def reset(self, mask: np.ndarray, equity: np.ndarray) -> None:
-        """Start the equity history of accounts where ``mask`` is True."""
+        """Start the equity history of accounts where ``mask`` is True.
+
+        The whole row is filled, so no value from a previous episode (0 after a liquidation) is
+        ever divided by, not even in the first k steps, whose delayed term is 0.
+        """
         self.count[mask] = 0
-        self.history[mask, 0] = equity[mask]
+        self.history[mask] = equity[mask, None]
 
     def __call__(
         self, equity_prev: np.ndarray, equity: np.ndarray, slippage: np.ndarray, liq: np.ndarray
@@ -98,3 +107,19 @@ class DelayedReward(PnLReward):
         past = self.history[self._rows, (self.count - self.k) % n]
         delayed = np.where(self.count >= self.k, equity / past - 1.0, 0.0)
         return immediate + self.weight * delayed
+
+
+def make_reward(config: EnvConfig, n_envs: int) -> PnLReward:
+    """Reward function of ``config`` for ``n_envs`` accounts."""
+    if config.reward == "sortino":
+        return SortinoReward(
+            n_envs,
+            config.alpha,
+            config.beta,
+            config.sortino_eta,
+            config.sortino_init_dd,
+            config.reward_clip,
+        )
+    if config.reward == "delayed":
+        return DelayedReward(n_envs, config.alpha, config.beta, config.delay_k, config.delay_weight)
+    return PnLReward(n_envs, config.alpha, config.beta)

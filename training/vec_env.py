@@ -15,9 +15,10 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvStepReturn,
 )
 
-from training.env import BatchedSimulator, EnvConfig
+from training.env_config import EnvConfig
 from training.market import MarketData
 from training.observation import FeatureNormalizer
+from training.simulator import BatchedSimulator
 
 
 class BatchedPerpPortfolioVecEnv(VecEnv):
@@ -53,9 +54,11 @@ class BatchedPerpPortfolioVecEnv(VecEnv):
         return self.sim.builder.normalizer
 
     def _reset_one(self, i: int) -> None:
-        if self._seeds[i] is not None or self._rngs[i] is None:
-            self._rngs[i], _ = seeding.np_random(self._seeds[i])
-        self.sim.reset_env(i, self._rngs[i])
+        rng = self._rngs[i]
+        if self._seeds[i] is not None or rng is None:
+            rng, _ = seeding.np_random(self._seeds[i])
+            self._rngs[i] = rng
+        self.sim.reset_env(i, rng)
 
     def reset(self) -> VecEnvObs:
         """Reset every sub-env (with the seeds given to ``seed()``, if any)."""
@@ -98,14 +101,14 @@ class BatchedPerpPortfolioVecEnv(VecEnv):
             infos.append(info)
         if done.any():
             finished = np.flatnonzero(done)
-            for i in finished:
-                infos[i]["terminal_observation"] = obs[i].copy()
-                infos[i]["TimeLimit.truncated"] = bool(truncated[i])
-                self._reset_one(int(i))
+            for j in finished.tolist():
+                infos[j]["terminal_observation"] = obs[j].copy()
+                infos[j]["TimeLimit.truncated"] = bool(truncated[j])
+                self._reset_one(j)
             sim.refresh(done)
             obs[finished] = sim.observations(finished)
-            for i in finished:
-                self.reset_infos[i] = self._reset_info(int(i))
+            for j in finished.tolist():
+                self.reset_infos[j] = self._reset_info(j)
         return obs, reward.astype(np.float32), done, infos
 
     def close(self) -> None:

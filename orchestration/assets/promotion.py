@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from evaluation.gate import decide
+from evaluation.gate import decide_promotion
 from evaluation.metrics import PerformanceMetrics
 from orchestration.project import CHAMPION_ALIAS
 from orchestration.resources.mlflow_registry import MlflowRegistry
@@ -18,7 +18,7 @@ def champion_model(
     policy_evaluation: dict, mlflow_registry: MlflowRegistry, promotion_gate: PromotionGateSettings
 ) -> dg.Output[dict]:
     """The registry's champion after this run's decision, and the reasons for it."""
-    decision = decide(
+    decision = decide_promotion(
         _metrics(policy_evaluation["candidate"]),
         _metrics(policy_evaluation["baseline"]),
         _metrics(policy_evaluation["champion"]),

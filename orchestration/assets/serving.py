@@ -5,7 +5,7 @@ import dagster as dg
 from orchestration.project import CHAMPION_ALIAS
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.warehouse import DuckDBWarehouse
-from serving.serve import TARGET_WEIGHTS_TABLE, decide, write_decision
+from serving.serve import TARGET_WEIGHTS_TABLE, decide_target_weights, write_decision
 from training.data import load_market
 from training.policy_model import load_policy
 
@@ -25,7 +25,7 @@ def target_weights(warehouse: DuckDBWarehouse, mlflow_registry: MlflowRegistry):
     market = load_market(
         warehouse.path, spec.venue, spec.timeframe, spec.feature_columns, symbols=spec.symbols
     )
-    decision = decide(policy, market)
+    decision = decide_target_weights(policy, market)
     with warehouse.connect() as con:
         rows = write_decision(con, decision, version)
     return dg.MaterializeResult(

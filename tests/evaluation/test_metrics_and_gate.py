@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from evaluation.gate import GateConfig, decide
+from evaluation.gate import GateConfig, decide_promotion
 from evaluation.metrics import compute_metrics
 
 
@@ -38,17 +38,17 @@ def _metrics(sharpe_scale: float, liquidated: bool = False):
 
 def test_gate_promotes_only_a_candidate_that_beats_baseline_and_champion():
     good, mid, bad = _metrics(3.0), _metrics(1.0), _metrics(-1.0)
-    assert decide(good, mid, bad, GateConfig(max_drawdown=1.0)).promote
-    beaten = decide(bad, mid, None, GateConfig(max_drawdown=1.0))
+    assert decide_promotion(good, mid, bad, GateConfig(max_drawdown=1.0)).promote
+    beaten = decide_promotion(bad, mid, None, GateConfig(max_drawdown=1.0))
     assert not beaten.promote
     assert "equal-weight baseline" in beaten.reasons[0]
-    vs_champion = decide(mid, bad, good, GateConfig(max_drawdown=1.0))
+    vs_champion = decide_promotion(mid, bad, good, GateConfig(max_drawdown=1.0))
     assert not vs_champion.promote and "champion" in vs_champion.summary
 
 
 def test_gate_rejects_liquidation_and_deep_drawdown_with_reasons():
     liquidated = _metrics(3.0, liquidated=True)
-    decision = decide(liquidated, _metrics(-1.0), None, GateConfig(max_drawdown=0.0))
+    decision = decide_promotion(liquidated, _metrics(-1.0), None, GateConfig(max_drawdown=0.0))
     assert not decision.promote
     assert any("liquidated" in r for r in decision.reasons)
     assert any("max drawdown" in r for r in decision.reasons)

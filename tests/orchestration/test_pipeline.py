@@ -6,7 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from evaluation.gate import decide
+from evaluation.gate import decide_promotion
 from evaluation.metrics import PerformanceMetrics
 from ingestion.warehouse import row_counts
 from orchestration.assets.promotion import champion_model
@@ -95,7 +95,7 @@ def test_promotion_follows_the_gate_and_records_the_decision(retrain, registry):
     """Reads what the run recorded, not the registry's alias now (other tests move it)."""
     evaluation = retrain.output_for_node("policy_evaluation")
     promotion = retrain.output_for_node("champion_model")
-    expected = decide(
+    expected = decide_promotion(
         PerformanceMetrics(**evaluation["candidate"]),
         PerformanceMetrics(**evaluation["baseline"]),
         None,

@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 
-from training.env import EnvConfig
+from training.env_config import EnvConfig
 from training.market import MarketData
 from training.observation import BASIS_SCALE, FUNDING_HOURS_SCALE, FeatureNormalizer
 
@@ -53,6 +53,7 @@ class ReferencePerpEnv(gym.Env):
         self.length = cfg.episode_length or (self.last - self.first)
         self.tiers = {s: self._tiers(s) for s in self.symbols}
         self.timestamps = market.timestamps
+        self.tradable = pd.DataFrame(market.tradable, columns=self.symbols)
         dim = cfg.window * n * f + 4 * n + 3
         self.observation_space = gym.spaces.Box(-cfg.obs_clip, cfg.obs_clip, (dim,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (n,), np.float32)
@@ -106,6 +107,8 @@ class ReferencePerpEnv(gym.Env):
             p = self.pos[s]
             target = w[i] * eq0 / now["close"][s]
             if abs(w[i] - p["qty"] * now["close"][s] / eq0) < cfg.no_trade_band:
+                target = p["qty"]
+            if not self.tradable.iloc[self.t + 1][s]:  # no fill at a bar that was not traded
                 target = p["qty"]
             dq = target - p["qty"]
             price = nxt["open"][s]

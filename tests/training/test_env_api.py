@@ -6,7 +6,8 @@ import numpy as np
 from stable_baselines3.common.env_checker import check_env
 
 from tests.support.markets import make_synthetic_market
-from training.env import EnvConfig, PerpPortfolioEnv
+from training.env import PerpPortfolioEnv
+from training.env_config import EnvConfig
 
 
 def test_check_env_zero_warnings():

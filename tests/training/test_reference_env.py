@@ -1,16 +1,24 @@
 """The pandas reference env and the fast env are two implementations of the same MDP."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from tests.support.markets import make_synthetic_market
 from tests.support.reference_env import ReferencePerpEnv
-from training.env import EnvConfig, PerpPortfolioEnv
+from training.env import PerpPortfolioEnv
+from training.env_config import EnvConfig
 
 
-@pytest.mark.parametrize("leverage", [3.0, 60.0])
-def test_reference_env_matches_fast_env(leverage):
+@pytest.mark.parametrize(
+    ("leverage", "untradable_share"), [(3.0, 0.0), (60.0, 0.0), (3.0, 0.3), (60.0, 0.3)]
+)
+def test_reference_env_matches_fast_env(leverage, untradable_share):
     market = make_synthetic_market(n_assets=3, n_bars=300, seed=9)
+    if untradable_share:
+        mask = np.random.default_rng(4).uniform(size=market.close.shape) >= untradable_share
+        market = replace(market, tradable=mask).validate()
     config = EnvConfig(
         window=8,
         episode_length=60,

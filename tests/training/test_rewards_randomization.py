@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from tests.support.markets import make_flat_market, make_synthetic_market, to_market
-from training.env import EnvConfig, PerpPortfolioEnv, RandomizationConfig
+from training.env import PerpPortfolioEnv
+from training.env_config import EnvConfig, RandomizationConfig
 from training.rewards import DelayedReward, PnLReward, SortinoReward
 
 NO_LIQ = np.array([False])
@@ -40,6 +41,26 @@ def test_delayed_reward_credits_k_bar_return_when_known():
         for a, b in zip(path[:-1], path[1:], strict=True)
     ]
     assert got == pytest.approx([0.1, 0.1 + 0.5 * 0.21, 0.1 + 0.5 * 0.21])
+
+
+@pytest.mark.filterwarnings("error")
+def test_delayed_reward_after_a_liquidation_starts_the_next_episode_afresh():
+    # k = 3 keeps k + 1 = 4 history slots; wiped out on its second step, the episode leaves 0.0
+    # in the slot the next episode reads at its first step (where the delayed term is 0)
+    fn = DelayedReward(1, alpha=0.0, beta=1.0, k=3, weight=1.0)
+    episode = [100.0, 90.0, 0.0]
+    fn.reset(np.array([True]), np.array([100.0]))
+    for prev, eq in zip(episode, episode[1:], strict=False):
+        fn(np.array([prev]), np.array([eq]), np.zeros(1), np.array([eq == 0.0]))
+    fn.reset(np.array([True]), np.array([100.0]))
+    path = [100.0, 101.0, 102.0, 103.0, 104.0]
+    rewards = [
+        fn(np.array([prev]), np.array([eq]), np.zeros(1), NO_LIQ)[0]
+        for prev, eq in zip(path, path[1:], strict=False)
+    ]
+    immediate = [eq / prev - 1 for prev, eq in zip(path, path[1:], strict=False)]
+    delayed = [0.0, 0.0, 103.0 / 100.0 - 1, 104.0 / 101.0 - 1]
+    assert rewards == pytest.approx([i + d for i, d in zip(immediate, delayed, strict=True)])
 
 
 @pytest.mark.parametrize("reward", ["sortino", "delayed"])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tests.support.markets import make_flat_market, to_market
-from training.env import EnvConfig, PerpPortfolioEnv, RandomizationConfig
+from training.env import PerpPortfolioEnv
+from training.env_config import EnvConfig, RandomizationConfig
 from training.margin import MarginModel
 
 T0 = 1  # first decision bar with window=2
@@ -153,3 +154,35 @@ def test_fee_and_slippage_multipliers_scale_costs():
     *_, info = env.step(_act(1.0))
     assert info["fees"] == pytest.approx(10.0, rel=1e-12)
     assert info["slippage"] == pytest.approx(4.5, rel=1e-12)
+
+
+@pytest.mark.parametrize("tradable", [True, False])
+def test_an_untradable_bar_fills_no_order_for_that_asset(tradable):
+    fields = make_flat_market(n_assets=2)
+    mask = np.ones_like(fields["close"], dtype=bool)
+    mask[T0 + 1, 0] = tradable  # the bar the first decision fills at, first asset only
+    env = _env({**fields, "tradable": mask})
+    *_, info = env.step(np.full(2, 1.5 / 3.0))  # 1.5x equity in each asset
+    # a 15,000 notional fill pays 0.0005 x 15,000 = 7.5 fee and 15,000 x (1e-4 + 0.005 x
+    # sqrt(1.5e-4)) slippage
+    fee, slippage = 7.5, 15_000 * (1e-4 + 0.005 * np.sqrt(1.5e-4))
+    n_filled = 2 if tradable else 1
+    assert info["fees"] == pytest.approx(n_filled * fee, rel=1e-12)
+    assert info["slippage"] == pytest.approx(n_filled * slippage, rel=1e-12)
+    assert env.sim.qty[0].tolist() == pytest.approx([150.0 if tradable else 0.0, 150.0])
+
+
+def test_an_untradable_bar_holds_the_position_and_still_settles_and_marks():
+    fields = make_flat_market(n_assets=2)
+    fields["funding_rate"][T0 + 2] = 1e-4
+    fields["mark"][T0 + 2] = 101.0  # carried-forward prices may still mark differently
+    mask = np.ones_like(fields["close"], dtype=bool)
+    mask[T0 + 2, 0] = False
+    env = _env({**fields, "tradable": mask})
+    env.step(np.full(2, 1.5 / 3.0))
+    held = env.sim.qty[0].copy()
+    *_, info = env.step(np.array([0.0, 0.0]))  # close both: only the second asset can
+    assert env.sim.qty[0].tolist() == [held[0], 0.0]
+    assert info["fees"] == pytest.approx(0.0005 * 150 * 100.0, rel=1e-12)  # the second asset's
+    assert info["funding"] == pytest.approx(-held[0] * 101.0 * 1e-4, rel=1e-12)
+    assert info["unrealized_pnl"][0] == pytest.approx(held[0] * (101.0 - 100.0), rel=1e-9)

@@ -9,7 +9,7 @@ import pytest
 from tests.support.markets import make_synthetic_market
 from training.actions import target_weights
 from training.config import TrainConfig
-from training.env import EnvConfig
+from training.env_config import EnvConfig
 from training.observation import PortfolioState
 from training.policy_model import PolicySpec, load_policy, log_policy
 from training.train import train_end_timestamp, train_policy

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from tests.support.markets import make_synthetic_market
-from training.env import EnvConfig, PerpPortfolioEnv, RandomizationConfig
+from training.env import PerpPortfolioEnv
+from training.env_config import EnvConfig, RandomizationConfig
 from training.vec_env import BatchedPerpPortfolioVecEnv
 
 INFO_KEYS = ("equity", "cash", "fees", "slippage", "funding", "turnover", "liquidated", "bar")
