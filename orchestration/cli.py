@@ -62,10 +62,15 @@ def demo() -> int:
     print(f"assets materialized {len(materialized)}: {', '.join(materialized)}")
     checks = retrain.get_asset_check_evaluations()
     failed_checks = [c for c in checks if not c.passed]
+    warned = [c for c in failed_checks if c.severity == dg.AssetCheckSeverity.WARN]
     passed = len(checks) - len(failed_checks)
-    print(f"quality checks      {passed} passed, {len(failed_checks)} failed")
+    print(
+        f"quality checks      {passed} passed, {len(warned)} warned, "
+        f"{len(failed_checks) - len(warned)} failed"
+    )
     for check in failed_checks:
-        print(f"  FAILED            {check.asset_check_key.to_user_string()}: {check.description}")
+        label = "WARNED" if check in warned else "FAILED"
+        print(f"  {label:18}{check.asset_check_key.to_user_string()}: {check.description}")
     if not retrain.success:
         failed = [e.step_key for e in retrain.get_step_failure_events()]
         print(f"failed steps        {failed}")

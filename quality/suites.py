@@ -25,7 +25,9 @@ from ingestion.universe import TIMEFRAMES  # noqa: E402
 from ingestion.warehouse import EARLIEST_TS, FUTURE_SLACK  # noqa: E402
 
 FEATURE_KEY = ["venue", "symbol", "timeframe", "ts"]
-MAX_ABS_BASIS = 0.05
+MAX_ABS_BASIS = 0.10
+"""A sanity bound (another symbol's spot prices give far more): real basis reaches 6.7% (XRP,
+2020-12-11 23:00 UTC, Binance) and 5.7% on a bar whose spot close is carried over a gap."""
 MAX_ABS_FUNDING = 0.03
 """Largest |funding rate| per 8h any exchange allows (Binance caps most perps at 0.75%-3%)."""
 FUNDING_INTERVALS = [1, 2, 4, 8]
