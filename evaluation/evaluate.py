@@ -26,7 +26,8 @@ class Evaluation:
 
 def first_bar_after(market: MarketData, timestamp: str | np.datetime64) -> int:
     """Index of the first bar strictly after ``timestamp``."""
-    index = int(np.searchsorted(market.timestamps, np.datetime64(timestamp, "ns"), side="right"))
+    bound = np.asarray(timestamp, dtype="datetime64[ns]")
+    index = int(np.searchsorted(market.timestamps, bound, side="right"))
     if index >= market.n_bars - 1:
         raise ValueError(
             f"no out-of-sample bars after {timestamp} (market ends {market.timestamps[-1]})"

@@ -1,4 +1,4 @@
-"""The project's names and where it keeps its state: one folder, overridable by ``PERPFOLIO_HOME``."""
+"""The project's names, and where it keeps its state: one folder (``PERPFOLIO_HOME``)."""
 
 from __future__ import annotations
 
