@@ -103,7 +103,14 @@ _UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns":
 
 def _refuse_row(where: str, column: str, values: pd.Series, bad: np.ndarray, why: str) -> None:
     i = int(np.flatnonzero(bad)[0])
-    raise DataValidationError(f"{where}: {column} at row {i} is {values.iloc[i]!r}: {why}")
+    value = values.iloc[i]
+    if isinstance(value, str):
+        shown = repr(value)
+    elif isinstance(value, (int, float, np.number)):
+        shown = str(int(value)) if float(value).is_integer() else str(float(value))
+    else:
+        shown = str(value)
+    raise DataValidationError(f"{where}: {column} at row {i} is {shown}: {why}")
 
 
 def parse_timestamps(values: pd.Series, where: str, column: str) -> pd.Series:
