@@ -594,7 +594,8 @@ def perpetual_symbols(kind: str, directory: str | Path, timeframe: str) -> tuple
                 found.add(named[1])
             continue
         kl = _BULK_KLINES.match(path.name)
-        perp = kl is not None and _bulk_market(path) == "perp"
-        if perp and kl["tf"] == timeframe and "premiumIndexKlines" not in path.parts:
+        if kl is None or kl["tf"] != timeframe or _bulk_market(path) != "perp":
+            continue
+        if "premiumIndexKlines" not in path.parts:
             found.add(_base_of(kl["pair"], str(path)))
     return tuple(sorted(found))
