@@ -215,7 +215,7 @@ def _where(table: RawTable, row: pd.Series, field: str | None = None) -> str:
     if field is not None:
         parts.append(f"{field}={row[field]!r}")
     if SOURCE_FILE in row.index and isinstance(row[SOURCE_FILE], str):
-        parts.append(f"file {row[SOURCE_FILE]}")
+        parts.insert(0, f"file {row[SOURCE_FILE]}")
     return ", ".join(parts)
 
 
