@@ -544,6 +544,15 @@ def _collapse_overlaps(table: RawTable, frames: list[pd.DataFrame]) -> pd.DataFr
 
 # ----------------------------------------------------------------------------- writing
 
+
+def _naive_utc(when: pd.Timestamp | str | None) -> pd.Timestamp | None:
+    """A window bound as the warehouse's naive UTC time (an aware one is converted)."""
+    if when is None:
+        return None
+    ts = pd.Timestamp(when)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
 IMPORTERS = {"freqtrade": _freqtrade, "binance-bulk": _binance_bulk}
 
 
@@ -569,10 +578,7 @@ def import_directory(
         raise ValueError(f"unknown import kind {kind!r}; one of {sorted(IMPORTERS)}")
     frames, report = IMPORTERS[kind](Path(directory), venue, _symbol_set(symbols))
     if start is not None or end is not None:
-        frames = frames.window(
-            pd.Timestamp(start) if start is not None else None,
-            pd.Timestamp(end) if end is not None else None,
-        )
+        frames = frames.window(_naive_utc(start), _naive_utc(end))
         report.gaps = len(frames.data_gaps)
     ensure_raw_schema(con)
     report.rows_written = write_batch(

@@ -204,7 +204,8 @@ def test_without_mark_files_the_mark_is_the_perp_close_flagged(tmp_path, con, re
 def test_a_window_and_symbols_keep_only_those_rows(tmp_path, con, real_dir):
     folder = cut(real_dir, tmp_path / "data")
     start, end = pd.Timestamp("2021-04-25"), pd.Timestamp("2021-04-26")
-    report = import_directory(con, "freqtrade", folder, start=start, end=end, symbols=["eth"])
+    aware = end.tz_localize("UTC").tz_convert("Europe/Paris")  # the same instant
+    report = import_directory(con, "freqtrade", folder, start=start, end=aware, symbols=["eth"])
     bars = stored(con, "SELECT DISTINCT symbol, min(ts), max(ts) FROM raw.ohlcv GROUP BY ALL")
     assert bars == [("ETH", start, end - pd.Timedelta(hours=1))]
     funding = stored(con, "SELECT count(*) FROM raw.funding_rates WHERE symbol = 'ETH'")
