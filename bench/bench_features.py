@@ -1,16 +1,15 @@
-"""Speed of the dbt feature build against a straightforward pandas implementation.
+"""Speed of the features step as the pipeline runs it, on a synthetic market.
 
-Builds a synthetic raw warehouse (18 symbols x 4 years by default), then times the feature
-build (every timeframe) and an incremental refresh after one new day two ways:
-- as the pipeline runs dbt (``dbt_forked.py``): from a process that has loaded the code location,
-  as a Dagster step has, dbt parses the project and runs in a forked child: parse, adapter,
-  materializations, tests and artifacts included, the imports being the step's;
-- as a ``dbt`` process of its own, start-up and imports included, with its peak memory.
-`dbt run` builds the models; `dbt build` (the pipeline's arguments) also runs the data tests.
-The same features in pandas are timed three ways: end to end as a process that starts, reads
-the raw tables from the warehouse and writes its feature table back; the same without the
-process's start-up and imports; and in this process on frames already in memory (compute only).
-Prints figures; asserts nothing.
+Builds a synthetic raw warehouse (18 symbols x 4 years by default) and times the features step
+(``features_step.py``: a process with the code location loaded materializes ``dbt_features``
+through dagster-dbt's ``DbtCliResource``, which runs ``dbt build``, models and data tests) three
+times: every timeframe from scratch (``full_refresh``), one new day after the stored bars (the
+watermark: the run without a partition), and that day again as a daily partition run (its window
+passed as dbt vars, which makes dbt parse the project again). dbt's parse from scratch, done
+once per project or profile change (``make`` or ``dagster dev``), is timed apart. With
+``--pandas`` (the default at 1h), a straightforward pandas implementation of the same features
+(``pandas_features.py``) is timed too, as a reference: a process reading the raw tables,
+computing and writing its feature table. Prints figures; asserts nothing.
 
     .venv/bin/python bench/bench_features.py --timeframe 1h
     .venv/bin/python bench/bench_features.py --timeframe 10m
@@ -34,11 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ingestion.warehouse import ensure_raw_schema  # noqa: E402
-from orchestration.assets.features import FeatureBuildConfig, dbt_build_args  # noqa: E402
-from orchestration.resources import DBT_PROJECT_DIR, dbt_executable  # noqa: E402
+from orchestration.resources.dbt_cli import DBT_PROJECT_DIR, dbt_executable  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from pandas_features import BAR_MINUTES, pandas_features  # noqa: E402
+from pandas_features import BAR_MINUTES  # noqa: E402
 
 
 def synthetic_raw(n_symbols: int, days: int, timeframe: str, seed: int = 0) -> dict:
@@ -127,33 +125,23 @@ def timed_process(command: list[str], **run_kwargs) -> tuple[float, float | None
     return seconds, int(kib) / 2**20 if kib else None, done.stdout
 
 
-def run_dbt(path: Path, *args: str) -> tuple[float, float | None]:
-    """Seconds and peak GiB of a ``dbt <args>`` process on the warehouse."""
-    env = {
-        **os.environ,
-        "PERPFOLIO_WAREHOUSE": str(path),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-    }
-    command = [
-        dbt_executable(),
-        *args,
-        "--profiles-dir",
-        DBT_PROJECT_DIR,
-        "--project-dir",
-        DBT_PROJECT_DIR,
-    ]
-    seconds, peak, _ = timed_process(command, env=env, cwd=DBT_PROJECT_DIR)
-    return seconds, peak
+def dbt_parse(env: dict[str, str]) -> float:
+    """Seconds of ``dbt parse`` from scratch into ``$DBT_TARGET_PATH``, as ``make`` prepares the
+    project (the steps start from its partial-parse state)."""
+    command = [dbt_executable(), "parse", "--quiet"]
+    command += ["--profiles-dir", DBT_PROJECT_DIR, "--project-dir", DBT_PROJECT_DIR]
+    seconds, _, _ = timed_process(command, env=env, cwd=DBT_PROJECT_DIR)
+    return seconds
 
 
-def run_dbt_forked(path: Path, *args: str) -> tuple[float, float, float]:
-    """Seconds of ``dbt <args>`` as the pipeline runs it (``dbt_forked.py``), the peak GiB of the
-    step's process and that of the forked child (shared pages included). Started through
-    ``timed_process`` so the step's peak does not count this process's frames."""
-    script = Path(__file__).with_name("dbt_forked.py")
-    _, _, stdout = timed_process([sys.executable, str(script), str(path), *args])
-    seconds, step, child = map(float, stdout.split()[-3:])
-    return seconds, step, child
+def features_step(env: dict[str, str], *args: str) -> tuple[float, float, float, float]:
+    """The step's seconds, dbt's elapsed seconds, and the peak GiB of the step's process and of
+    the dbt process (``features_step.py``), started through ``timed_process`` so the step's peak
+    does not count this process's frames."""
+    script = Path(__file__).with_name("features_step.py")
+    _, _, stdout = timed_process([sys.executable, str(script), *args], env=env)
+    seconds, dbt_seconds, step, child = map(float, stdout.split()[-4:])
+    return seconds, dbt_seconds, step, child
 
 
 def run_pandas_end_to_end(path: Path, base: str) -> tuple[float, float | None, float]:
@@ -162,13 +150,6 @@ def run_pandas_end_to_end(path: Path, base: str) -> tuple[float, float | None, f
     script = Path(__file__).with_name("pandas_features.py")
     seconds, peak, stdout = timed_process([sys.executable, str(script), str(path), base])
     return seconds, peak, float(stdout.strip().splitlines()[-1])
-
-
-def drop_day(path: Path, day: pd.Timestamp) -> None:
-    """Delete the incremental tables' rows from ``day`` on, so dbt builds that day again."""
-    with duckdb.connect(str(path)) as con:
-        for table in ("intermediate.int_bars_aligned", "marts.fct_features"):
-            con.execute(f"DELETE FROM {table} WHERE ts >= ?", [day])
 
 
 def gib(peak: float | None) -> str:
@@ -180,57 +161,56 @@ def main() -> None:
     parser.add_argument("--timeframe", choices=["10m", "1h"], default="1h")
     parser.add_argument("--symbols", type=int, default=18)
     parser.add_argument("--days", type=int, default=4 * 365)
+    parser.add_argument("--pandas", action=argparse.BooleanOptionalAction, default=None)
     args = parser.parse_args()
+    with_pandas = args.timeframe == "1h" if args.pandas is None else args.pandas
     raw = synthetic_raw(args.symbols, args.days, args.timeframe)
     ohlcv, funding = raw["ohlcv"], raw["funding"]
     last_day = ohlcv.ts.max().normalize()
+    window = [str(last_day), str(last_day + pd.Timedelta(days=1))]
     per_table = len(ohlcv) // 3
-    shape = f"{args.symbols} symbols x {args.days} days of {args.timeframe} bars"
-    print(f"{shape}: {per_table:,} rows per market")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.duckdb"
+    print(f"{args.symbols} symbols x {args.days} days of {args.timeframe} bars: ", end="")
+    print(f"{per_table:,} rows per market")
+    with tempfile.TemporaryDirectory() as home:
+        path = Path(home) / "warehouse.duckdb"
+        target = str(Path(home) / "dbt-target")
+        env = {
+            **os.environ,
+            "PERPFOLIO_HOME": home,
+            "DBT_TARGET_PATH": target,
+            "DBT_LOG_PATH": target,
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        }
         insert_raw(path, ohlcv[ohlcv.ts < last_day], funding[funding.ts <= last_day])
-        parse, _ = run_dbt(path, "parse")
-        full_build_args = dbt_build_args(FeatureBuildConfig(full_refresh=True))
-        forked_run, step_peak, child_peak = run_dbt_forked(path, "run", "--full-refresh")
-        forked_build, *_ = run_dbt_forked(path, *full_build_args)
-        full_run, run_peak = run_dbt(path, "run", "--full-refresh")
-        full_build, build_peak = run_dbt(path, *full_build_args)
+        del raw
+        parse = dbt_parse(env)
+        full, full_dbt, step_peak, dbt_peak = features_step(env, "--full-refresh")
         insert_raw(path, ohlcv[ohlcv.ts >= last_day], funding[funding.ts > last_day])
-        day_build_args = dbt_build_args(FeatureBuildConfig())
-        day_forked_build, *_ = run_dbt_forked(path, *day_build_args)
-        drop_day(path, last_day)
-        day_forked_run, *_ = run_dbt_forked(path, "run")
-        drop_day(path, last_day)
-        day_build, _ = run_dbt(path, *day_build_args)
-        drop_day(path, last_day)
-        day_run, _ = run_dbt(path, "run")
+        day, day_dbt, *_ = features_step(env)
+        partition, partition_dbt, *_ = features_step(env, "--window", *window)
         with duckdb.connect(str(path), read_only=True) as con:
             rows = con.execute("SELECT count(*) FROM marts.fct_features").fetchall()[0][0]
-        pandas_process, pandas_peak, pandas_warm = run_pandas_end_to_end(path, args.timeframe)
-    started = time.perf_counter()
-    reference_rows = len(pandas_features(ohlcv, funding, args.timeframe))
-    pandas_compute = time.perf_counter() - started
-    print(f"dbt parse (once per project change): {parse:6.1f} s")
-    print(f"mart: {rows:,} rows; pandas reference: {reference_rows:,} rows")
-    print("as the pipeline runs dbt (forked from the loaded code location, parse included):")
-    print(f"  dbt run, every timeframe:          {forked_run:6.1f} s")
-    print(f"    (peak: the step {step_peak:.2f} GiB, the forked dbt {child_peak:.2f} GiB)")
-    print(f"  dbt build (+ data tests):           {forked_build:6.1f} s")
-    print(f"  +1 day: dbt run {day_forked_run:.1f} s, dbt build {day_forked_build:.1f} s")
-    print("as a dbt process (start-up and imports included):")
-    print(f"  dbt run, every timeframe:          {full_run:6.1f} s  ({gib(run_peak)})")
-    print(f"  dbt build (+ data tests):           {full_build:6.1f} s  ({gib(build_peak)})")
-    print(f"  +1 day: dbt run {day_run:.1f} s, dbt build {day_build:.1f} s")
-    print("pandas:")
-    print(f"  process (start-up, read, compute, write): {pandas_process:6.1f} s")
-    print(f"    ({gib(pandas_peak)})")
-    print(f"  after imports (read, compute, write):     {pandas_warm:6.1f} s")
-    print(f"  compute only, frames in memory:           {pandas_compute:6.1f} s")
-    print("ratios, pandas time / dbt time:")
-    print(f"  pandas after imports / pipeline dbt run: {pandas_warm / forked_run:6.2f}x")
-    print(f"  pandas process / dbt process:            {pandas_process / full_run:6.2f}x")
-    print(f"  pandas compute / pipeline dbt run:       {pandas_compute / forked_run:6.2f}x")
+        if with_pandas:
+            pandas_process, pandas_peak, pandas_warm = run_pandas_end_to_end(path, args.timeframe)
+    print(f"mart: {rows:,} rows")
+    print(f"dbt parse from scratch (once per project or profile change): {parse:6.1f} s")
+    print("the features step as the pipeline runs it (dbt build: models and data tests):")
+    print(
+        f"  every timeframe, full refresh:          {full:6.1f} s  (dbt's elapsed {full_dbt:.1f} s)"
+    )
+    print(f"    (peak: the step {step_peak:.2f} GiB, dbt {dbt_peak:.2f} GiB)")
+    print(
+        f"  +1 day after the stored bars:           {day:6.1f} s  (dbt's elapsed {day_dbt:.1f} s)"
+    )
+    print(
+        f"  +1 day as a daily partition (re-parse): {partition:6.1f} s  "
+        f"(dbt's elapsed {partition_dbt:.1f} s)"
+    )
+    if with_pandas:
+        print("pandas reference (bench/pandas_features.py):")
+        print(f"  process (start-up, read, compute, write): {pandas_process:6.1f} s  ", end="")
+        print(f"({gib(pandas_peak)})")
+        print(f"  after imports (read, compute, write):     {pandas_warm:6.1f} s")
 
 
 if __name__ == "__main__":
