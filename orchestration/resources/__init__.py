@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
+from orchestration.project import MODEL_NAME, ProjectPaths
 from orchestration.resources.dbt_cli import dbt_resource
 from orchestration.resources.market_source import market_source_for
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.settings import PromotionGateSettings, TrainingSettings
 from orchestration.resources.warehouse import DuckDBWarehouse
-from orchestration.settings import MODEL_NAME, ProjectPaths
 
 ENVIRONMENTS = ("local", "test")
 
@@ -46,6 +46,6 @@ def build_resources(environment: str | None = None) -> dict[str, object]:
     return {
         **shared,
         "market_source": market_source_for("local"),
-        "training": TrainingSettings(),
+        "training": TrainingSettings(total_timesteps=100_000, episode_length=512),
         "promotion_gate": PromotionGateSettings(),
     }
