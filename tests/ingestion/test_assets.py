@@ -8,8 +8,11 @@ import time
 
 import dagster as dg
 import duckdb
+import numpy as np
+import pandas as pd
 import pytest
 
+from ingestion.importers import KLINE_COLUMNS
 from ingestion.warehouse import row_counts
 from orchestration.assets.ingestion import RAW_DATA_GAPS, RAW_OHLCV, raw_market_data
 from orchestration.resources.market_source import (
@@ -105,6 +108,37 @@ def test_a_directory_without_mark_files_is_flagged_in_the_metadata(tmp_path):
     meta, counts = run(tmp_path, FileMarketSource(kind="freqtrade", path=str(data)))
     assert meta[RAW_OHLCV]["mark_from_perp_close"].value == "BTC"
     assert counts["ohlcv"] == 3 * 2 * 24
+
+
+def _bulk_klines(root, layout: str, pair: str, hours: int) -> None:
+    ts = pd.date_range("2024-01-01", periods=hours, freq="h")
+    price = 100.0 + np.arange(hours)
+    csv = pd.DataFrame({c: 0 for c in KLINE_COLUMNS}, index=range(hours))
+    csv["open_time"] = ts.astype("datetime64[ms]").astype("int64")
+    csv["open"] = csv["high"] = csv["low"] = csv["close"] = price
+    csv["volume"] = 1.0
+    folder = root / layout / pair / "1h"
+    folder.mkdir(parents=True, exist_ok=True)
+    csv.to_csv(folder / f"{pair}-1h-2024-01.csv", index=False, header=False)
+
+
+def test_a_bulk_data_source_finds_its_symbols_and_imports_a_partition(tmp_path):
+    root = tmp_path / "bulk"
+    for pair in ("BTCUSDT", "ETHUSDT"):
+        _bulk_klines(root, "futures/um/monthly/klines", pair, 72)
+        _bulk_klines(root, "spot/monthly/klines", pair, 72)
+    source = _source_for(f"binance-bulk:{root}")
+    assert source.universe() == ("BTC", "ETH")
+    meta, counts = run(tmp_path, source, "2024-01-02")
+    assert counts["ohlcv"] == 2 * 3 * 24, "perp, spot and the mark taken from the perp close"
+    assert meta[RAW_OHLCV]["mark_from_perp_close"].value == "BTC, ETH"
+
+
+def _source_for(kind: str):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PERPFOLIO_MARKET_SOURCE", kind)
+        mp.delenv("PERPFOLIO_SYMBOLS", raising=False)
+        return market_source_for("local")
 
 
 def test_the_warehouse_source_writes_nothing(tmp_path):
