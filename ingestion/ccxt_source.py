@@ -28,6 +28,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import ccxt
 import numpy as np
@@ -300,6 +301,8 @@ class CcxtFetcher:
         """Bars of one series in [start, end); returns (frame, number of invalid candles)."""
         spot = market == "spot"
         exchange = self.spot if spot else self.perp
+        if exchange is None:
+            raise IngestionError(f"{self.venue.name}: spot bars of {symbol}: no spot exchange")
         name = self._market_symbol(exchange, symbol, spot)
         native = timeframe if timeframe != "10m" or "10m" in exchange.timeframes else "5m"
         params = {"price": market} if market in ("mark", "index") else {}
@@ -533,7 +536,9 @@ def fetcher_for(
     if venue not in VENUES:
         raise IngestionError(f"unknown venue {venue!r}; configured venues: {sorted(VENUES)}")
     spec = VENUES[venue]
-    common = dict(base_url=base_url, timeout_ms=timeout_ms, rate_limit_ms=rate_limit_ms)
+    common: dict[str, Any] = dict(
+        base_url=base_url, timeout_ms=timeout_ms, rate_limit_ms=rate_limit_ms
+    )
     perp = make_exchange(spec.perp_exchange, **common)
     spot_ex = (
         make_exchange(spec.spot_exchange, spot_only=True, **common)

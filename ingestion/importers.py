@@ -29,6 +29,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import duckdb
 import numpy as np
@@ -101,7 +102,7 @@ _EPOCH_UNITS = (("s", 1e11), ("ms", 1e14), ("us", 1e17), ("ns", 9.2e18))
 _UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 
 
-def _refuse_row(where: str, column: str, values: pd.Series, bad: np.ndarray, why: str) -> None:
+def _refuse_row(where: str, column: str, values: pd.Series, bad: np.ndarray, why: str) -> NoReturn:
     i = int(np.flatnonzero(bad)[0])
     value = values.iloc[i]
     if isinstance(value, str):
@@ -479,13 +480,15 @@ def _binance_bulk(
         if not path.is_file() or path.suffix not in (".csv", ".zip"):
             continue
         kl, fr = _BULK_KLINES.match(path.name), _BULK_FUNDING.match(path.name)
-        if "premiumIndexKlines" in path.parts or not (kl or fr):
+        named = kl or fr
+        if "premiumIndexKlines" in path.parts or named is None:
             report.skipped.append(f"{path}: not a klines or fundingRate file")
             continue
-        if kl and kl["tf"] not in TIMEFRAMES:
-            report.skipped.append(f"{path}: timeframe {kl['tf']} is not stored")
+        timeframe = kl["tf"] if kl else ""
+        if kl and timeframe not in TIMEFRAMES:
+            report.skipped.append(f"{path}: timeframe {timeframe} is not stored")
             continue
-        base = _base_of((kl or fr)["pair"], str(path))
+        base = _base_of(named["pair"], str(path))
         if symbols is not None and base not in symbols:
             continue
         report.files += 1
@@ -514,7 +517,7 @@ def _binance_bulk(
                             "venue": venue,
                             "market": market,
                             "symbol": base,
-                            "timeframe": kl["tf"],
+                            "timeframe": timeframe,
                             "ts": parse_timestamps(raw["open_time"], where, "open_time"),
                             "open": raw["open"],
                             "high": raw["high"],

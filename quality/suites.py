@@ -329,7 +329,9 @@ def validate_frame(
     )
     outcomes = []
     for r in result.results:
-        kwargs = r.expectation_config.kwargs
+        config = r.expectation_config
+        assert config is not None  # GX attaches each result's expectation
+        kwargs = config.kwargs
         details = r.result or {}
         examples = [
             ", ".join(f"{k}={v}" for k, v in row.items())
@@ -338,7 +340,7 @@ def validate_frame(
         ]
         outcomes.append(
             ExpectationOutcome(
-                expectation=r.expectation_config.type,
+                expectation=config.type,
                 column=kwargs.get("column") or ",".join(kwargs.get("column_list", [])) or None,
                 success=bool(r.success),
                 unexpected_count=int(details.get("unexpected_count") or 0),
