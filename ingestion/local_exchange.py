@@ -21,6 +21,7 @@ import threading
 import time
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -56,7 +57,7 @@ class LocalBinance:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def start(self) -> LocalBinance:
         self._thread.start()
@@ -183,7 +184,7 @@ class LocalBinance:
         if fault == "overlap":
             lo = max(0, lo - 3)
         now = self._now_ms()
-        rows = []
+        rows: list[list[Any]] = []
         step = TIMEFRAMES[interval].milliseconds
         for i in range(lo, hi):
             if ts[i] + step > now + step:  # not yet open
@@ -292,6 +293,7 @@ class LocalBinance:
             return 200, '[[1700000000000, "1.0", "2.0"'  # cut off mid-answer
         spot = route.startswith("/api/")
         market = "spot" if spot else "perp"
+        body: Any
         try:
             if endpoint == "exchangeInfo":
                 body = self._exchange_info(spot)
