@@ -48,8 +48,9 @@ class MarketData:
     bar_hours: float = 1.0
     """Bar length in hours."""
     tradable: np.ndarray | None = None
-    """(T, N) bool, False where an asset's bar t was not traded (its prices carried forward over a
-    data gap): no order fills for that asset at bar t. None (the default) means all True."""
+    """(T, N) bool, False where an asset's bar t holds prices carried forward over a data gap: the
+    decision at the close of bar t places no new order for that asset (it keeps its position).
+    None (the default) means all True."""
 
     def __post_init__(self) -> None:
         if self.tradable is None:

@@ -3,8 +3,8 @@
 A step is one decision at the close of bar t (see docs/environment.md), in phases:
 
 1. targets: the action maps to target weights, sized into quantities with equity at mark[t] and
-   close[t] (both known); assets inside the no-trade band, or not tradable at bar t+1, keep
-   their quantity;
+   close[t] (both known); assets inside the no-trade band, or not tradable at bar t (data
+   carried over a gap), keep their quantity;
 2. fill at open[t+1]: fees, slippage, realized PnL and average entry prices;
 3. margin: equity minus maintenance margin on the path from open[t+1] to each position's
    adverse extreme (low for longs, high for shorts); liquidation where it goes below zero;
@@ -147,7 +147,7 @@ class BatchedSimulator:
         self.normalized = self.builder.normalize(market.features)
         self.packed = Bars.pack(market)
         self.series = Bars.of(self.packed)  # (T, N) views of each column
-        tradable = market.tradable  # (T, N) bars an order can fill at; None: all of them
+        tradable = market.tradable  # (T, N) bars whose close may decide orders; None: all
         self.tradable = None if tradable is None or tradable.all() else tradable
         self.table: MarginTable = config.margin.table(market.symbols)
         self.reward_fn = make_reward(config, n_envs)
@@ -235,7 +235,7 @@ class BatchedSimulator:
         per_asset = np.empty((N_TERMS, self.n_envs, self.n_assets))
         terms = AssetTerms._make(per_asset)
 
-        qty = self._targets(actions, now, t1)
+        qty = self._targets(actions, now, self.t)
         fill = self._fill(qty, now, bar, terms)
         self._mark(terms, qty, fill.entry, bar.mark, fill.mm_rate, fill.mm_cum)
         totals = np.add.reduce(per_asset, -1)
@@ -292,8 +292,8 @@ class BatchedSimulator:
                 basis += self.basis_noise[self._rows, k]
         return packed
 
-    def _targets(self, actions: np.ndarray, now: Bars, t1: np.ndarray) -> np.ndarray:
-        """Target quantities decided at the close of bar t (phase 1)."""
+    def _targets(self, actions: np.ndarray, now: Bars, t: np.ndarray) -> np.ndarray:
+        """Target quantities decided at the close of bar ``t`` (phase 1)."""
         cfg, q = self.config, self.qty
         eq_col = self.equity[:, None]
         w = target_weights(actions, cfg)
@@ -301,8 +301,8 @@ class BatchedSimulator:
         if cfg.no_trade_band > 0:
             keep = np.abs(w - q * now.close / eq_col) < cfg.no_trade_band
             qty = np.where(keep, q, qty)
-        if self.tradable is not None:  # no order fills at a bar that was not traded
-            qty = np.where(self.tradable[t1], qty, q)
+        if self.tradable is not None:  # no new order decided on carried-forward data
+            qty = np.where(self.tradable[t], qty, q)
         return qty
 
     def _fill(self, qty: np.ndarray, now: Bars, bar: Bars, terms: AssetTerms) -> Fill:

@@ -108,7 +108,7 @@ class ReferencePerpEnv(gym.Env):
             target = w[i] * eq0 / now["close"][s]
             if abs(w[i] - p["qty"] * now["close"][s] / eq0) < cfg.no_trade_band:
                 target = p["qty"]
-            if not self.tradable.iloc[self.t + 1][s]:  # no fill at a bar that was not traded
+            if not self.tradable.iloc[self.t][s]:  # no new order decided on carried data
                 target = p["qty"]
             dq = target - p["qty"]
             price = nxt["open"][s]

@@ -160,7 +160,7 @@ def test_fee_and_slippage_multipliers_scale_costs():
 def test_an_untradable_bar_fills_no_order_for_that_asset(tradable):
     fields = make_flat_market(n_assets=2)
     mask = np.ones_like(fields["close"], dtype=bool)
-    mask[T0 + 1, 0] = tradable  # the bar the first decision fills at, first asset only
+    mask[T0, 0] = tradable  # the first decision's bar, first asset only
     env = _env({**fields, "tradable": mask})
     *_, info = env.step(np.full(2, 1.5 / 3.0))  # 1.5x equity in each asset
     # a 15,000 notional fill pays 0.0005 x 15,000 = 7.5 fee and 15,000 x (1e-4 + 0.005 x
@@ -177,7 +177,7 @@ def test_an_untradable_bar_holds_the_position_and_still_settles_and_marks():
     fields["funding_rate"][T0 + 2] = 1e-4
     fields["mark"][T0 + 2] = 101.0  # carried-forward prices may still mark differently
     mask = np.ones_like(fields["close"], dtype=bool)
-    mask[T0 + 2, 0] = False
+    mask[T0 + 1, 0] = False  # the second decision's bar
     env = _env({**fields, "tradable": mask})
     env.step(np.full(2, 1.5 / 3.0))
     held = env.sim.qty[0].copy()
