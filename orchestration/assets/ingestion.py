@@ -45,6 +45,14 @@ _OUTPUTS = (
 )
 
 
+class IngestionConfig(dg.Config):
+    """Run configuration of the ingestion."""
+
+    replace: bool = False
+    """Overwrite stored rows whose values changed (a corrected bar, another seed or file);
+    without it such a row is a conflict that fails the step and writes nothing."""
+
+
 @dg.multi_asset(
     specs=[dg.AssetSpec(key, description=desc, kinds={"duckdb"}) for key, _, _, desc in _OUTPUTS],
     group_name="ingestion",
@@ -52,7 +60,10 @@ _OUTPUTS = (
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def raw_market_data(
-    context: dg.AssetExecutionContext, market_source: MarketSource, warehouse: DuckDBWarehouse
+    context: dg.AssetExecutionContext,
+    config: IngestionConfig,
+    market_source: MarketSource,
+    warehouse: DuckDBWarehouse,
 ):
     """Ingest from the market source into all raw tables in one transaction."""
     partitioned = context.has_partition_key or context.has_partition_key_range
@@ -66,7 +77,7 @@ def raw_market_data(
         mode = "incremental" if market_source.incremental else "whole configured window"
     with warehouse.connect() as con:
         ensure_raw_schema(con)
-        ingested = market_source.ingest(con, start, end)
+        ingested = market_source.ingest(con, start, end, replace=config.replace)
         totals = {
             table.name: con.execute(f"SELECT count(*) FROM {table.qualified}").fetchall()[0][0]
             for _, table, _, _ in _OUTPUTS

@@ -86,14 +86,15 @@ class MarketSource(dg.ConfigurableResource):
         con: duckdb.DuckDBPyConnection,
         start: pd.Timestamp | None = None,
         end: pd.Timestamp | None = None,
+        replace: bool = False,
     ) -> Ingested:
         """Fetch [start, end) (or the whole window, resuming where ``incremental``) and write it
-        in one transaction."""
+        in one transaction; a stored row with other values is a conflict unless ``replace``."""
         if start is None and end is None and self.incremental:
             frames = self.fetch(resume=resume_points(con, self.timeframe_name))
         else:
             frames = self.fetch(start, end)
-        written = write_batch(con, frames.tables(), source=type(self).__name__)
+        written = write_batch(con, frames.tables(), source=type(self).__name__, replace=replace)
         return Ingested(written=written, batch=frames)
 
     @property
@@ -376,7 +377,7 @@ class FileMarketSource(MarketSource):
             return None
         return pd.Timestamp(min(ts for _, _, ts in latest))
 
-    def ingest(self, con, start=None, end=None) -> Ingested:
+    def ingest(self, con, start=None, end=None, replace=False) -> Ingested:
         mode_start = start if start is not None or end is not None else self.resume_from(con)
         report = import_directory(
             con,
@@ -386,6 +387,7 @@ class FileMarketSource(MarketSource):
             start=mode_start,
             end=end,
             symbols=self.universe(),
+            replace=replace,
         )
         return Ingested(
             written={name: report.rows_written.get(name, 0) for name in RAW_TABLES},
@@ -429,7 +431,7 @@ class WarehouseMarketSource(MarketSource):
     def timeframe_name(self) -> str:
         return self.timeframe
 
-    def ingest(self, con, start=None, end=None) -> Ingested:
+    def ingest(self, con, start=None, end=None, replace=False) -> Ingested:
         return Ingested(written={name: 0 for name in RAW_TABLES})
 
     def describe(self) -> dict[str, str]:

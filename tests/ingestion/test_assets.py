@@ -217,3 +217,29 @@ def test_killing_a_run_mid_write_then_rerunning_leaves_no_duplicates_or_holes(tm
         assert row_counts(a) == row_counts(b)
         q = "SELECT venue, market, symbol, timeframe, ts, close FROM raw.ohlcv ORDER BY ALL"
         assert a.execute(q).fetchall() == b.execute(q).fetchall()
+
+
+def test_changed_rows_fail_the_step_unless_the_run_config_replaces_them(tmp_path):
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    run(tmp_path, SyntheticMarketSource(n_symbols=1, n_bars=48, seed=7))
+
+    def close_sum() -> float:
+        with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+            return con.execute("SELECT sum(close) FROM raw.ohlcv").fetchall()[0][0]
+
+    before = close_sum()
+    other_seed = {"market_source": SyntheticMarketSource(n_symbols=1, n_bars=48, seed=8)}
+    refused = dg.materialize(
+        [raw_market_data], resources={**other_seed, "warehouse": warehouse}, raise_on_error=False
+    )
+    assert not refused.success
+    failure = refused.get_step_failure_events()[0].step_failure_data.error
+    assert "conflict" in str(failure).lower()
+    assert close_sum() == before, "a refused batch writes nothing"
+    replaced = dg.materialize(
+        [raw_market_data],
+        resources={**other_seed, "warehouse": warehouse},
+        run_config={"ops": {"raw_market_data": {"config": {"replace": True}}}},
+    )
+    assert replaced.success
+    assert close_sum() != pytest.approx(before)
