@@ -35,11 +35,13 @@ $(MANIFEST): $(STAMP) $(DBT_SOURCES)
 demo: install $(MANIFEST)
 	$(BIN)/perpfolio demo
 
+# Two workers (pytest-xdist), a module per worker at a time: module fixtures stay in one process.
+PYTEST_WORKERS ?= 2
 test: install $(MANIFEST)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: install $(MANIFEST)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
 # ruff (style), import-linter (Dagster stays out of the domain packages, layers point one way),
 # mypy (types of the domain packages).
