@@ -317,20 +317,30 @@ def _derived(alias: str, table: RawTable) -> str:
     return f"coalesce(ends_with({alias}.source, ':{MARK_FROM_PERP_CLOSE}'), false)"
 
 
+def _same_key(table: RawTable) -> str:
+    """SQL: stored row ``t`` and batch row ``b`` have the same key."""
+    return " AND ".join(f"t.{k} = b.{k}" for k in table.key)
+
+
+def _values_differ(table: RawTable) -> str:
+    """SQL: stored row ``t`` and batch row ``b`` differ in a value column (NULL-aware)."""
+    return " OR ".join(f"t.{c} IS DISTINCT FROM b.{c}" for c in table.value_columns)
+
+
 def _conflicts(
     con: duckdb.DuckDBPyConnection, table: RawTable, view: str, has_file: bool, limit: int = 5
 ) -> tuple[int, list[dict]]:
     """Stored rows the batch would change (derived rows on either side excepted)."""
-    changed = " OR ".join(f"t.{c} IS DISTINCT FROM b.{c}" for c in table.value_columns)
     cols = [f"b.{k}" for k in table.key]
     cols += [f"t.{c} AS old_{c}, b.{c} AS new_{c}" for c in table.value_columns]
     if has_file:
         cols.append(f"b.{SOURCE_FILE}")
-    match = " AND ".join(f"t.{k} = b.{k}" for k in table.key)
-    where = f"({changed}) AND NOT {_derived('t', table)} AND NOT {_derived('b', table)}"
+    where = (
+        f"({_values_differ(table)}) AND NOT {_derived('t', table)} AND NOT {_derived('b', table)}"
+    )
     frame = con.execute(
         f"SELECT {', '.join(cols)}, count(*) OVER () AS n FROM {view} b "
-        f"JOIN {table.qualified} t ON {match} WHERE {where} "
+        f"JOIN {table.qualified} t ON {_same_key(table)} WHERE {where} "
         f"ORDER BY {', '.join(f'b.{k}' for k in table.key)} LIMIT {limit}"
     ).df()
     if frame.empty:
@@ -411,13 +421,11 @@ def _apply(
         updated = 0
         if table.value_columns:
             sets = ", ".join(f"{c} = b.{c}" for c in [*table.value_columns, *table.provenance])
-            match = " AND ".join(f"t.{k} = b.{k}" for k in table.key)
-            changed = " OR ".join(f"t.{c} IS DISTINCT FROM b.{c}" for c in table.value_columns)
             t_derived, b_derived = _derived("t", table), _derived("b", table)
             updated = con.execute(
                 f"UPDATE {table.qualified} t SET {sets}, ingested_at = now()::TIMESTAMP "
-                f"FROM {view} b WHERE {match} "
-                f"AND ({changed} OR ({t_derived} AND NOT {b_derived})) "
+                f"FROM {view} b WHERE {_same_key(table)} "
+                f"AND ({_values_differ(table)} OR ({t_derived} AND NOT {b_derived})) "
                 f"AND (NOT {b_derived} OR {t_derived})"
             ).fetchall()[0][0]
     finally:
