@@ -24,6 +24,7 @@ from ingestion.warehouse import (
     OPEN_INTEREST,
     ORDER_BOOK_SNAPSHOTS,
     ensure_raw_schema,
+    row_counts,
 )
 from orchestration.resources.market_source import MarketSource
 from orchestration.resources.warehouse import DuckDBWarehouse
@@ -78,10 +79,7 @@ def raw_market_data(
     with warehouse.connect() as con:
         ensure_raw_schema(con)
         ingested = market_source.ingest(con, start, end, replace=config.replace)
-        totals = {
-            table.name: con.execute(f"SELECT count(*) FROM {table.qualified}").fetchall()[0][0]
-            for _, table, _, _ in _OUTPUTS
-        }
+        totals = row_counts(con)
     context.log.info(f"ingested ({mode}): {ingested.written}")
     described = market_source.describe()
     symbols = ", ".join(market_source.universe())
