@@ -165,6 +165,9 @@ class BatchedSimulator:
         self.entry = np.zeros((b, n))
         self.entry_basis = np.zeros((b, n))
         self.fee_rate = np.full(b, config.fees.rate)  # per-episode multiplier applied
+        self._fee_col = self.fee_rate[:, None]  # (B, 1) view: ``reset_env`` writes in place
+        self._no_funding = np.zeros((b, n))
+        self._no_funding.flags.writeable = False  # shared by every step without a settlement
         self.slip_mult = np.ones((b, 1))
         self.shift = np.zeros(b, dtype=np.int64)
         noise_shape = (b, self.length + 1, n)  # indexed by episode step of the bar
@@ -227,8 +230,15 @@ class BatchedSimulator:
         return PortfolioState(*(np.asarray(v)[i] for v in _fields(self.portfolio)))
 
     # -------------------------------------------------------------------- step
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Advance every account one bar; returns (reward, terminated, info arrays)."""
+    def step(
+        self, actions: np.ndarray, hold: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Advance every account one bar; returns (reward, terminated, info arrays).
+
+        ``hold``: optional (B, N) bool, True where an asset keeps its quantity (no order), like
+        a bar that is not tradable. The ``asset_*`` info arrays (B, N) attribute the step per
+        asset: realized PnL, fees, slippage and funding cash flow (zeros without a settlement).
+        """
         eq0, t1 = self.equity, self.t + _BAR
         now, packed = self._now, self._gather(t1)
         bar = Bars.of(packed)
@@ -236,6 +246,8 @@ class BatchedSimulator:
         terms = AssetTerms._make(per_asset)
 
         qty = self._targets(actions, now, self.t)
+        if hold is not None:
+            qty = np.where(hold, self.qty, qty)
         fill = self._fill(qty, now, bar, terms)
         self._mark(terms, qty, fill.entry, bar.mark, fill.mm_rate, fill.mm_cum)
         totals = np.add.reduce(per_asset, -1)
@@ -248,7 +260,7 @@ class BatchedSimulator:
             totals[MARKED] = np.add.reduce(per_asset[MARKED], -1)
         else:
             liquidation_fee = np.zeros(self.n_envs)
-        cash, funding = self._settle_funding(cash, fill.qty, bar)
+        cash, funding, asset_funding = self._settle_funding(cash, fill.qty, bar)
 
         self.cash, self.qty, self.entry, self.entry_basis = cash, *fill[:3]
         equity = cash + sums.unrealized
@@ -269,6 +281,10 @@ class BatchedSimulator:
             "liquidation_fee": liquidation_fee,
             "weights": self.portfolio.weights,
             "unrealized_pnl": terms.unrealized,
+            "asset_realized": terms.realized,
+            "asset_fees": self._fee_col * terms.traded,
+            "asset_slippage": terms.slippage,
+            "asset_funding": asset_funding,
         }
         return reward, liquidated, info
 
@@ -371,13 +387,15 @@ class BatchedSimulator:
 
     def _settle_funding(
         self, cash: np.ndarray, qty: np.ndarray, bar: Bars
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Cash after the funding settlement at the close of bar t+1, and the funding (B,)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cash after the funding settlement at the close of bar t+1, the funding (B,) and its
+        per-asset cash flows (B, N)."""
         rate = bar.funding_rate
         if not np.count_nonzero(rate):  # most bars have no settlement
-            return cash, np.zeros(self.n_envs)
-        funding = np.add.reduce(funding_cash_flow(qty, bar.mark, rate), -1)
-        return cash + funding, funding
+            return cash, np.zeros(self.n_envs), self._no_funding
+        per_asset = funding_cash_flow(qty, bar.mark, rate)
+        funding = np.add.reduce(per_asset, -1)
+        return cash + funding, funding, per_asset
 
     @staticmethod
     def _mark(

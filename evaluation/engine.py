@@ -1,0 +1,265 @@
+"""One backtest engine for every strategy: scheduled weights and policies in one batched simulator.
+
+All strategies of a run are the rows of one ``training.simulator.BatchedSimulator``, the code
+the agent trained in, with no randomization, a single episode from the first decision to the end
+and no random start. The first decision is at the close of bar ``first_bar - 1``; its order
+fills at the open of bar ``first_bar``, so the first return earned is that bar's.
+
+Scheduled targets (fractions of equity) enter the simulator as actions ``w / max_leverage``, so
+the env's rules apply to them exactly as in training: the per-asset leverage clip at
+``max_leverage``, the proportional gross cap, the no-trade band and the ``tradable`` mask. A NaN
+target holds that asset (no order, ``BatchedSimulator.step``'s ``hold``); a held asset enters
+the gross cap at its current weight. The first decision takes, per asset, the latest target at
+or before the first decision bar, so a strategy starts from the book its schedule holds then
+(a daily rebalance need not wait for the next midnight, a buy-and-hold buys at the start).
+
+An account liquidated in a step places no order afterwards: it stays flat (its ledger marks the
+bar in ``liquidated``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from evaluation.ledger import LEDGER_COLUMNS, Ledger
+from training.env_config import EnvConfig, RandomizationConfig
+from training.market import MarketData
+from training.observation import FeatureNormalizer
+from training.simulator import BatchedSimulator
+
+
+@dataclass(frozen=True)
+class ScheduledWeights:
+    """Target weights decided ahead of time from data known at each decision bar's close."""
+
+    name: str
+    """Strategy name (unique within a backtest)."""
+    targets: np.ndarray
+    """(T, N) signed target weights (fractions of equity) decided at the close of bar t, one row
+    per bar of the market; NaN holds that asset (no order)."""
+
+
+@dataclass(frozen=True)
+class PolicyActor:
+    """A policy deciding from the environment's observations at each decision bar."""
+
+    name: str
+    """Strategy name (unique within a backtest)."""
+    act: Callable[[np.ndarray], np.ndarray]
+    """(B, D) observations -> (B, N) actions in [-1, 1] (target weight = action x max_leverage),
+    e.g. an SB3 model's deterministic ``predict``."""
+
+
+Strategy = ScheduledWeights | PolicyActor
+
+
+def backtest(
+    market: MarketData,
+    env_config: EnvConfig,
+    normalizer: FeatureNormalizer | None,
+    strategies: Sequence[Strategy],
+    first_bar: int,
+    stop: int | None = None,
+) -> dict[str, Ledger]:
+    """Every strategy over bars ``[first_bar, stop)`` in one simulator; one ``Ledger`` each.
+
+    ``normalizer`` scales the features policies observe (the training window's); None is only
+    allowed without policies. Raises ``ValueError`` on duplicate names, a misshapen schedule or
+    a ``first_bar`` that leaves less than a window of history.
+    """
+    names = [s.name for s in strategies]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"strategy {name!r}: duplicate name")
+    if not strategies:
+        raise ValueError("no strategies to backtest")
+    config = replace(
+        env_config, episode_length=None, random_start=False, randomization=RandomizationConfig()
+    )
+    start = first_bar - config.window
+    if start < 0:
+        raise ValueError(f"first_bar {first_bar} leaves less than window={config.window} bars")
+    policies = np.array([isinstance(s, PolicyActor) for s in strategies])
+    if normalizer is None and policies.any():
+        raise ValueError("a policy backtest needs the training window's feature normalizer")
+    b, n = len(strategies), market.n_assets
+    sim = BatchedSimulator(market, config, b, normalizer, start, stop)
+    rng = np.random.default_rng(0)  # nothing is drawn: no randomization, no random start
+    for i in range(b):
+        sim.reset_env(i, rng)
+    sim.refresh()
+    first, steps = sim.first, sim.length
+    targets = _scheduled_targets(strategies, market, first, steps)
+    leverage = config.max_leverage
+
+    equity = np.empty((steps + 1, b))
+    equity[0] = sim.equity
+    weights = np.empty((steps, b, n))
+    asset_pnl = np.empty((steps, b, n))
+    columns = {key: np.empty((steps, b)) for key in ("fees", "slippage", "funding", "turnover")}
+    liquidated = np.zeros((steps, b), dtype=bool)
+    dead = np.zeros(b, dtype=bool)
+    unrealized = np.zeros((b, n))
+    policy_rows = [(i, s) for i, s in enumerate(strategies) if isinstance(s, PolicyActor)]
+    for k in range(steps):
+        actions = np.zeros((b, n))
+        hold: np.ndarray | None = None
+        for i, strategy in policy_rows:
+            if not dead[i]:
+                actions[i] = _act(strategy, sim.observations(np.array([i])), n)
+        if targets is not None:
+            rows, w = targets
+            held = np.isnan(w[k])
+            actions[rows] = np.where(held, sim.portfolio.weights[rows], w[k]) / leverage
+            if held.any():
+                hold = np.zeros((b, n), dtype=bool)
+                hold[rows] = held
+        if dead.any():
+            actions[dead] = 0.0
+            if hold is not None:
+                hold[dead] = False
+        with np.errstate(divide="ignore", invalid="ignore"):  # a liquidated account at 0 equity
+            _, liq, info = sim.step(actions, hold)
+        equity[k + 1] = info["equity"]
+        weights[k] = info["weights"]
+        for key, column in columns.items():
+            column[k] = info[key]
+        asset_pnl[k] = (
+            info["asset_realized"]
+            - info["asset_fees"]
+            - info["asset_slippage"]
+            + info["asset_funding"]
+            + info["unrealized_pnl"]
+            - unrealized
+        )
+        unrealized = info["unrealized_pnl"]
+        liquidated[k] = liq
+        dead |= liq
+    columns["turnover"] = np.nan_to_num(columns["turnover"], nan=0.0, posinf=0.0)
+
+    close_times = market.close_times
+    stamps = close_times[first + 1 : first + 1 + steps]
+    return {
+        s.name: Ledger(
+            name=s.name,
+            symbols=market.symbols,
+            bar_hours=market.bar_hours,
+            start_time=close_times[first],
+            close_times=stamps,
+            equity=equity[:, i].copy(),
+            weights=weights[:, i].copy(),
+            fees=columns["fees"][:, i].copy(),
+            slippage=columns["slippage"][:, i].copy(),
+            funding=columns["funding"][:, i].copy(),
+            turnover=columns["turnover"][:, i].copy(),
+            liquidated=liquidated[:, i].copy(),
+            asset_pnl=asset_pnl[:, i].copy(),
+        )
+        for i, s in enumerate(strategies)
+    }
+
+
+def _act(strategy: PolicyActor, obs: np.ndarray, n_assets: int) -> np.ndarray:
+    """The policy's (N,) action for one observation row (1, D)."""
+    action = np.asarray(strategy.act(obs), dtype=np.float64)
+    if action.size != n_assets:
+        raise ValueError(
+            f"strategy {strategy.name!r}: act returned shape {action.shape}, "
+            f"expected {(1, n_assets)}"
+        )
+    return action.reshape(n_assets)
+
+
+def _scheduled_targets(
+    strategies: Sequence[Strategy], market: MarketData, first: int, steps: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows of the scheduled strategies and their (steps, S, N) targets, the first decision's
+    row filled per asset with the latest target at or before it; None without any."""
+    rows, tables = [], []
+    shape = (market.n_bars, market.n_assets)
+    for i, s in enumerate(strategies):
+        if not isinstance(s, ScheduledWeights):
+            continue
+        if np.shape(s.targets) != shape:
+            raise ValueError(
+                f"strategy {s.name!r}: targets have shape {np.shape(s.targets)}, "
+                f"expected {shape} (bars x assets of the market)"
+            )
+        w = np.array(s.targets[first : first + steps], dtype=np.float64)
+        history = np.asarray(s.targets[: first + 1], dtype=np.float64)
+        known = ~np.isnan(history)
+        latest = first - np.argmax(known[::-1], axis=0)
+        w[0] = np.where(known.any(axis=0), history[latest, np.arange(shape[1])], np.nan)
+        rows.append(i)
+        tables.append(w)
+    if not rows:
+        return None
+    return np.array(rows), np.stack(tables, axis=1)
+
+
+_SCHEMA = """
+CREATE SCHEMA IF NOT EXISTS evaluation;
+CREATE TABLE IF NOT EXISTS evaluation.ledger_bars (
+    evaluation_id VARCHAR NOT NULL,
+    strategy VARCHAR NOT NULL,
+    ts TIMESTAMP NOT NULL,
+    equity DOUBLE NOT NULL,
+    fees DOUBLE NOT NULL,
+    slippage DOUBLE NOT NULL,
+    funding DOUBLE NOT NULL,
+    turnover DOUBLE NOT NULL,
+    gross DOUBLE NOT NULL,
+    net DOUBLE NOT NULL,
+    liquidated BOOLEAN NOT NULL,
+    PRIMARY KEY (evaluation_id, strategy, ts)
+);
+CREATE TABLE IF NOT EXISTS evaluation.ledger_assets (
+    evaluation_id VARCHAR NOT NULL,
+    strategy VARCHAR NOT NULL,
+    ts TIMESTAMP NOT NULL,
+    symbol VARCHAR NOT NULL,
+    weight DOUBLE NOT NULL,
+    pnl DOUBLE NOT NULL,
+    PRIMARY KEY (evaluation_id, strategy, ts, symbol)
+);
+"""
+
+
+def write_ledgers(
+    con: duckdb.DuckDBPyConnection, evaluation_id: str, ledgers: Sequence[Ledger]
+) -> None:
+    """Replace the rows of ``evaluation_id`` in ``evaluation.ledger_bars`` and
+    ``evaluation.ledger_assets`` with ``ledgers``, in one transaction (tables created if
+    missing). Writing the same ledgers twice leaves the same rows."""
+    ledgers = list(ledgers)
+    bars = pd.concat([ledger.bar_frame() for ledger in ledgers], ignore_index=True)
+    assets = pd.concat([ledger.asset_frame() for ledger in ledgers], ignore_index=True)
+    con.execute(_SCHEMA)
+    views = {"_ledger_bars": bars, "_ledger_assets": assets}
+    for view, frame in views.items():
+        con.register(view, frame)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, view, cols in (
+            ("ledger_bars", "_ledger_bars", ("strategy", "ts", *LEDGER_COLUMNS)),
+            ("ledger_assets", "_ledger_assets", ("strategy", "ts", "symbol", "weight", "pnl")),
+        ):
+            names = ", ".join(cols)
+            con.execute(f"DELETE FROM evaluation.{table} WHERE evaluation_id = ?", [evaluation_id])
+            con.execute(
+                f"INSERT INTO evaluation.{table} (evaluation_id, {names}) "
+                f"SELECT ?, {names} FROM {view}",
+                [evaluation_id],
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for view in views:
+            con.unregister(view)
