@@ -51,15 +51,33 @@ class TrainingSettings(dg.ConfigurableResource):
 
 
 class PromotionGateSettings(dg.ConfigurableResource):
-    """Overrides of the promotion gate's thresholds (``GateConfig``); ``None`` keeps its default."""
+    """Overrides of the promotion gate's thresholds (``GateConfig``); ``None`` keeps its default.
 
-    min_sharpe_margin_vs_baseline: float | None = None
-    """Candidate Sharpe minus the equal-weight baseline's Sharpe must be at least this."""
-    min_sharpe_margin_vs_champion: float | None = None
-    """Candidate Sharpe minus the current champion's Sharpe must be at least this."""
+    ``GateConfig`` enforces the floors: a threshold looser than its floor raises unless
+    ``override_reason`` says why.
+    """
+
     max_drawdown: float | None = None
     """Largest peak-to-trough loss allowed, as a fraction of equity."""
+    max_turnover_cost: float | None = None
+    """Largest fees plus slippage over the window, as a fraction of initial equity."""
+    min_sharpe_margin_vs_baseline: float | None = None
+    """The candidate's Sharpe must exceed every baseline's Sharpe plus this."""
+    min_sharpe_margin_vs_champion: float | None = None
+    """The candidate's Sharpe must exceed the current champion's Sharpe plus this."""
+    min_oos_bars: int | None = None
+    """Fewest out-of-sample bars."""
+    min_oos_days: int | None = None
+    """Fewest out-of-sample UTC days."""
+    statistical_test: str | None = None
+    """``ci_or_dsr``, ``ci``, ``dsr`` or ``both`` (``evaluation.gate.STATISTICAL_TESTS``)."""
+    min_deflated_sharpe: float | None = None
+    """The deflated Sharpe ratio must exceed this."""
+    ci_lower_above: float | None = None
+    """The Sharpe-difference CI's lower bound must exceed this."""
+    override_reason: str | None = None
+    """Why thresholds looser than their floors are accepted (named in every decision)."""
 
     def gate_config(self) -> GateConfig:
-        """``GateConfig``'s defaults with this environment's overrides."""
+        """``GateConfig``'s defaults with this environment's overrides (floors enforced)."""
         return replace(GateConfig(), **_set(self, tuple(type(self).model_fields)))

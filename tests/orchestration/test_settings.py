@@ -4,6 +4,8 @@ import re
 from dataclasses import fields, replace
 from pathlib import Path
 
+import pytest
+
 from evaluation.gate import GateConfig
 from orchestration.resources.settings import PromotionGateSettings, TrainingSettings
 from training.config import TrainConfig
@@ -37,7 +39,32 @@ def test_every_training_setting_names_a_train_config_field():
 def test_gate_settings_are_overrides_of_gate_config():
     assert PromotionGateSettings().gate_config() == GateConfig()
     assert PromotionGateSettings(max_drawdown=0.2).gate_config() == GateConfig(max_drawdown=0.2)
-    assert set(PromotionGateSettings.model_fields) <= {f.name for f in fields(GateConfig)}
+    assert set(PromotionGateSettings.model_fields) == {f.name for f in fields(GateConfig)}
+    assert all(f.default is None for f in PromotionGateSettings.model_fields.values())
+
+
+def test_every_gate_setting_reaches_the_gate_config():
+    overrides = {
+        "max_drawdown": 0.3,
+        "max_turnover_cost": 0.02,
+        "min_sharpe_margin_vs_baseline": 0.25,
+        "min_sharpe_margin_vs_champion": 0.5,
+        "min_oos_bars": 1_000,
+        "min_oos_days": 90,
+        "statistical_test": "both",
+        "min_deflated_sharpe": 0.99,
+        "ci_lower_above": 0.1,
+        "override_reason": "stricter everywhere",
+    }
+    assert set(overrides) == set(PromotionGateSettings.model_fields)
+    assert PromotionGateSettings(**overrides).gate_config().as_dict() == overrides
+
+
+def test_gate_settings_past_a_floor_need_an_override_reason():
+    with pytest.raises(ValueError, match="min_sharpe_margin_vs_baseline -100.0 < floor"):
+        PromotionGateSettings(min_sharpe_margin_vs_baseline=-100.0).gate_config()
+    config = PromotionGateSettings(max_drawdown=1.0, override_reason="backfill study").gate_config()
+    assert config.max_drawdown == 1.0 and config.loosened() == ["max_drawdown 1.0 > floor 0.5"]
 
 
 def _norm(name: str) -> str:
