@@ -108,8 +108,10 @@ def funding_carry(
     """
     n = market.n_assets
     k = n_per_side or n // 2
+    if n < 2:
+        raise ValueError(f"funding_carry: needs at least 2 assets, have {n}")
     if not 1 <= k <= n // 2:
-        raise ValueError(f"funding_carry: {k} per side needs at least {2 * k} assets, have {n}")
+        raise ValueError(f"funding_carry: n_per_side {k} not in [1, {n // 2}] for {n} assets")
     lookback = lookback_bars or _bars(market, 7)
     rate = pd.DataFrame(market.funding_rate)
     total = rate.rolling(lookback, min_periods=1).sum().to_numpy()
