@@ -91,7 +91,8 @@ class Ledger:
 
     def equity_series(self) -> pd.Series:
         """Equity indexed by the time it is known, ``start_time`` first (UTC, tz-naive)."""
-        index = pd.DatetimeIndex(np.r_[np.datetime64(self.start_time, "ns"), self.close_times])
+        start = np.asarray([self.start_time], dtype="datetime64[ns]")
+        index = pd.DatetimeIndex(np.concatenate([start, self.close_times.astype("datetime64[ns]")]))
         return pd.Series(self.equity, index=index, name=self.name)
 
     def bar_frame(self) -> pd.DataFrame:
