@@ -94,53 +94,54 @@ def backtest(
         sim.reset_env(i, rng)
     sim.refresh()
     first, steps = sim.first, sim.length
-    targets = _scheduled_targets(strategies, market, first, steps)
     leverage = config.max_leverage
-
-    equity = np.empty((steps + 1, b))
-    equity[0] = sim.equity
-    weights = np.empty((steps, b, n))
-    asset_pnl = np.empty((steps, b, n))
-    columns = {key: np.empty((steps, b)) for key in ("fees", "slippage", "funding", "turnover")}
-    liquidated = np.zeros((steps, b), dtype=bool)
+    planned, hold_plan, holds = _plan(strategies, market, first, steps, leverage)
+    policy_rows = [
+        (i, s, None if b == 1 else np.array([i]))
+        for i, s in enumerate(strategies)
+        if isinstance(s, PolicyActor)
+    ]
+    equity0 = sim.equity.copy()
+    infos: list[dict[str, np.ndarray]] = []
     dead = np.zeros(b, dtype=bool)
-    unrealized = np.zeros((b, n))
-    policy_rows = [(i, s) for i, s in enumerate(strategies) if isinstance(s, PolicyActor)]
     for k in range(steps):
-        actions = np.zeros((b, n))
-        hold: np.ndarray | None = None
-        for i, strategy in policy_rows:
+        actions, hold = planned[k], None
+        if holds[k]:
+            hold = hold_plan[k]
+            actions = np.where(hold, sim.portfolio.weights / leverage, actions)
+        for i, strategy, idx in policy_rows:
             if not dead[i]:
-                actions[i] = _act(strategy, sim.observations(np.array([i])), n)
-        if targets is not None:
-            rows, w = targets
-            held = np.isnan(w[k])
-            actions[rows] = np.where(held, sim.portfolio.weights[rows], w[k]) / leverage
-            if held.any():
-                hold = np.zeros((b, n), dtype=bool)
-                hold[rows] = held
-        if dead.any():
-            actions[dead] = 0.0
-            if hold is not None:
-                hold[dead] = False
-        with np.errstate(divide="ignore", invalid="ignore"):  # a liquidated account at 0 equity
+                actions[i] = _act(strategy, sim.observations(idx), n)
+        if dead.any():  # a liquidated account may have 0 equity: its turnover is 0 / 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                _, liq, info = sim.step(actions, hold)
+        else:
             _, liq, info = sim.step(actions, hold)
-        equity[k + 1] = info["equity"]
-        weights[k] = info["weights"]
-        for key, column in columns.items():
-            column[k] = info[key]
-        asset_pnl[k] = (
-            info["asset_realized"]
-            - info["asset_fees"]
-            - info["asset_slippage"]
-            + info["asset_funding"]
-            + info["unrealized_pnl"]
-            - unrealized
-        )
-        unrealized = info["unrealized_pnl"]
-        liquidated[k] = liq
-        dead |= liq
-    columns["turnover"] = np.nan_to_num(columns["turnover"], nan=0.0, posinf=0.0)
+        infos.append(info)
+        if np.count_nonzero(liq):  # flat from now on: no order, no hold
+            dead |= liq
+            planned[k + 1 :, liq] = 0.0
+            hold_plan[k + 1 :, liq] = False
+            holds[k + 1 :] = hold_plan[k + 1 :].any(axis=(1, 2))
+
+    def stacked(key: str) -> np.ndarray:
+        return np.array([info[key] for info in infos])
+
+    equity = np.vstack([equity0, stacked("equity")])
+    weights = stacked("weights")
+    unrealized = stacked("unrealized_pnl")
+    previous = np.concatenate([np.zeros((1, b, n)), unrealized[:-1]])
+    asset_pnl = (
+        stacked("asset_realized")
+        - stacked("asset_fees")
+        - stacked("asset_slippage")
+        + stacked("asset_funding")
+        + unrealized
+        - previous
+    )
+    columns = {key: stacked(key) for key in ("fees", "slippage", "funding")}
+    columns["turnover"] = np.nan_to_num(stacked("turnover"), nan=0.0, posinf=0.0)
+    liquidated = stacked("liquidated")
 
     close_times = market.close_times
     stamps = close_times[first + 1 : first + 1 + steps]
@@ -175,13 +176,14 @@ def _act(strategy: PolicyActor, obs: np.ndarray, n_assets: int) -> np.ndarray:
     return action.reshape(n_assets)
 
 
-def _scheduled_targets(
-    strategies: Sequence[Strategy], market: MarketData, first: int, steps: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Rows of the scheduled strategies and their (steps, S, N) targets, the first decision's
-    row filled per asset with the latest target at or before it; None without any."""
-    rows, tables = [], []
+def _plan(
+    strategies: Sequence[Strategy], market: MarketData, first: int, steps: int, leverage: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The scheduled strategies' actions (steps, B, N), their hold mask (NaN targets) and the
+    steps with any hold (steps,); policy rows are 0 and never held. The first decision's row is
+    filled per asset with the latest target at or before it."""
     shape = (market.n_bars, market.n_assets)
+    targets = np.zeros((steps, len(strategies), market.n_assets))
     for i, s in enumerate(strategies):
         if not isinstance(s, ScheduledWeights):
             continue
@@ -190,16 +192,14 @@ def _scheduled_targets(
                 f"strategy {s.name!r}: targets have shape {np.shape(s.targets)}, "
                 f"expected {shape} (bars x assets of the market)"
             )
-        w = np.array(s.targets[first : first + steps], dtype=np.float64)
         history = np.asarray(s.targets[: first + 1], dtype=np.float64)
         known = ~np.isnan(history)
         latest = first - np.argmax(known[::-1], axis=0)
-        w[0] = np.where(known.any(axis=0), history[latest, np.arange(shape[1])], np.nan)
-        rows.append(i)
-        tables.append(w)
-    if not rows:
-        return None
-    return np.array(rows), np.stack(tables, axis=1)
+        targets[:, i] = s.targets[first : first + steps]
+        targets[0, i] = np.where(known.any(axis=0), history[latest, np.arange(shape[1])], np.nan)
+    hold = np.isnan(targets)
+    holds: np.ndarray = np.any(hold, axis=(1, 2))
+    return np.where(hold, 0.0, targets) / leverage, hold, holds
 
 
 _SCHEMA = """
