@@ -19,7 +19,7 @@ bar in ``liquidated``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import duckdb
@@ -103,7 +103,7 @@ def backtest(
     ]
     equity0 = sim.equity.copy()
     infos: list[dict[str, np.ndarray]] = []
-    dead = np.zeros(b, dtype=bool)
+    dead, any_dead = np.zeros(b, dtype=bool), False
     for k in range(steps):
         actions, hold = planned[k], None
         if holds[k]:
@@ -112,7 +112,7 @@ def backtest(
         for i, strategy, idx in policy_rows:
             if not dead[i]:
                 actions[i] = _act(strategy, sim.observations(idx), n)
-        if dead.any():  # a liquidated account may have 0 equity: its turnover is 0 / 0
+        if any_dead:  # a liquidated account may have 0 equity: its turnover is 0 / 0
             with np.errstate(divide="ignore", invalid="ignore"):
                 _, liq, info = sim.step(actions, hold)
         else:
@@ -120,6 +120,7 @@ def backtest(
         infos.append(info)
         if np.count_nonzero(liq):  # flat from now on: no order, no hold
             dead |= liq
+            any_dead = True
             planned[k + 1 :, liq] = 0.0
             hold_plan[k + 1 :, liq] = False
             holds[k + 1 :] = hold_plan[k + 1 :].any(axis=(1, 2))
@@ -231,12 +232,14 @@ CREATE TABLE IF NOT EXISTS evaluation.ledger_assets (
 
 
 def write_ledgers(
-    con: duckdb.DuckDBPyConnection, evaluation_id: str, ledgers: Sequence[Ledger]
+    con: duckdb.DuckDBPyConnection, evaluation_id: str, ledgers: Iterable[Ledger]
 ) -> None:
     """Replace the rows of ``evaluation_id`` in ``evaluation.ledger_bars`` and
     ``evaluation.ledger_assets`` with ``ledgers``, in one transaction (tables created if
     missing). Writing the same ledgers twice leaves the same rows."""
     ledgers = list(ledgers)
+    if not ledgers:
+        raise ValueError(f"evaluation {evaluation_id!r}: no ledgers to write")
     bars = pd.concat([ledger.bar_frame() for ledger in ledgers], ignore_index=True)
     assets = pd.concat([ledger.asset_frame() for ledger in ledgers], ignore_index=True)
     con.execute(_SCHEMA)

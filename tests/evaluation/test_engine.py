@@ -93,6 +93,8 @@ def test_constant_weights_without_costs_compound_the_weighted_returns():
     np.testing.assert_allclose(ledger.fees, 0.0, atol=0)
     assert ledger.start_time == market.close_times[9]
     np.testing.assert_array_equal(ledger.close_times, market.close_times[10:])
+    short = backtest(market, FREE, None, [constant("c", market, w)], first_bar=10, stop=30)["c"]
+    np.testing.assert_array_equal(short.equity, ledger.equity[:21])
 
 
 def test_constant_weights_with_fees_slippage_and_funding_match_the_hand_ledger():
