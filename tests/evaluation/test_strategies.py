@@ -142,10 +142,17 @@ def perturbed_after(market: MarketData, t: int, seed: int) -> MarketData:
     ).validate()
 
 
-@pytest.mark.parametrize("t", [200, 777])
+HOURLY = {
+    "risk_parity_1h": lambda m: inverse_volatility(m, lookback_bars=48, rebalance="1h"),
+    "funding_carry_1h": lambda m: funding_carry(m, lookback_bars=72, rebalance="1h"),
+    "momentum_1h": lambda m: time_series_momentum(m, lookback_bars=24, rebalance="1h"),
+}
+
+
+@pytest.mark.parametrize("t", [200, 767])  # 767: a midnight decision bar after the lookbacks
 def test_no_baseline_looks_ahead(market, t):
     changed = perturbed_after(market, t, seed=t)
-    for name, make in BASELINES.items():
+    for name, make in {**BASELINES, **HOURLY}.items():
         before, after = make(market).targets, make(changed).targets
         np.testing.assert_array_equal(before[: t + 1], after[: t + 1], err_msg=name)
         if name not in ("cash", "btc_buy_and_hold", "equal_weight"):
