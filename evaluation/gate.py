@@ -278,9 +278,14 @@ def _evidence_problems(evidence: GateEvidence) -> list[str]:
     if champion is not None:
         reasons += _non_finite(f"champion v{evidence.champion_version}", champion)
         if not evidence.champion_same_bars or champion.n_bars != candidate.n_bars:
+            counts = (
+                f" ({champion.n_bars} bars vs {candidate.n_bars})"
+                if champion.n_bars != candidate.n_bars
+                else ""
+            )
             reasons.append(
                 f"champion v{evidence.champion_version} was not backtested on the candidate's "
-                f"bars ({champion.n_bars} bars vs {candidate.n_bars}): no like-for-like comparison"
+                f"bars{counts}: no like-for-like comparison"
             )
     low, high = evidence.sharpe_difference_ci
     for label, value in (

@@ -8,6 +8,8 @@ from pathlib import Path
 
 MODEL_NAME = "perpfolio-policy"
 CHAMPION_ALIAS = "champion"
+PREVIOUS_ALIAS = "previous"
+"""Registry alias of the champion that the current one replaced (what a rollback restores)."""
 
 
 @dataclass(frozen=True)

@@ -1,39 +1,51 @@
 """Promotion: move the ``champion`` alias only when the evaluation gate passes."""
 
+from dataclasses import replace
+
 import dagster as dg
 
-from evaluation.gate import decide_promotion
-from evaluation.metrics import PerformanceMetrics
+from evaluation.gate import GateEvidence, decide_promotion
 from orchestration.project import CHAMPION_ALIAS
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.settings import PromotionGateSettings
-
-
-def _metrics(values: dict | None) -> PerformanceMetrics | None:
-    return PerformanceMetrics(**values) if values is not None else None
 
 
 @dg.asset(group_name="promotion", kinds={"mlflow"})
 def champion_model(
     policy_evaluation: dict, mlflow_registry: MlflowRegistry, promotion_gate: PromotionGateSettings
 ) -> dg.Output[dict]:
-    """The registry's champion after this run's decision, and the reasons for it."""
-    decision = decide_promotion(
-        _metrics(policy_evaluation["candidate"]),
-        _metrics(policy_evaluation["baseline"]),
-        _metrics(policy_evaluation["champion"]),
-        promotion_gate.gate_config(),
-    )
-    client = mlflow_registry.client()
-    name, version = mlflow_registry.model_name, policy_evaluation["version"]
+    """The registry's champion after this run's decision, and every reason for it.
+
+    The gate decides on the evaluation's ``gate_evidence`` with this environment's thresholds;
+    the decision goes to the candidate version's tags and to this materialization's metadata.
+    A champion that moved since the evaluation (e.g. a rollback) refuses: the evidence compared
+    the candidate with another version. A registry error fails the step.
+    """
+    evidence = GateEvidence.from_dict(policy_evaluation["gate_evidence"])
+    version = str(policy_evaluation["version"])
+    decision = decide_promotion(evidence, promotion_gate.gate_config())
+    champion_now = mlflow_registry.champion_version()
+    if champion_now not in (evidence.champion_version, version):
+        evaluated = f"v{evidence.champion_version}" if evidence.champion_version else "none"
+        moved = (
+            f"@{CHAMPION_ALIAS} moved since the evaluation (evaluated against {evaluated}, "
+            f"now v{champion_now})"
+        )
+        decision = replace(decision, promote=False, reasons=[*decision.reasons, moved])
+    replaced = None
     if decision.promote:
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-    client.set_model_version_tag(name, version, "promotion_decision", decision.summary)
+        replaced = mlflow_registry.promote(version, decision)
+    else:
+        mlflow_registry.record_decision(version, decision)
     summary = {
         "candidate_version": version,
         "promoted": decision.promote,
         "reasons": decision.reasons,
+        "thresholds": decision.thresholds,
+        "override": decision.override,
         "champion_version": mlflow_registry.champion_version(),
+        "previous_version": mlflow_registry.previous_version(),
+        "replaced_version": replaced,
     }
     return dg.Output(
         summary,
@@ -41,6 +53,13 @@ def champion_model(
             "candidate_version": version,
             "promoted": decision.promote,
             "decision": decision.summary,
+            "reasons": dg.MetadataValue.md(
+                "\n".join(f"- {r}" for r in decision.reasons) or "none: every condition passed"
+            ),
+            "n_reasons": len(decision.reasons),
+            "thresholds": dg.MetadataValue.json(decision.thresholds),
+            "override": decision.override or "none",
             "champion_version": summary["champion_version"] or "none",
+            "previous_version": summary["previous_version"] or "none",
         },
     )
