@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import subprocess
 import sys
@@ -189,6 +190,48 @@ def import_data(kind: str, path: str, venue: str, replace: bool = False) -> int:
     return 0
 
 
+def rollback(reason: str, by: str | None = None) -> int:
+    """Run ``rollback_job``: ``@champion`` back to ``@previous``, recorded in the project's
+    Dagster instance and as tags on both versions; 0 on success, 1 when it cannot roll back."""
+    paths = prepare_home()
+    import dagster as dg
+
+    from orchestration.jobs import rollback_job
+    from orchestration.resources import build_resources
+    from orchestration.resources.mlflow_registry import MlflowRegistry
+
+    by = by or os.environ.get("USER") or getpass.getuser()
+    registry = build_resources()["mlflow_registry"]
+    assert isinstance(registry, MlflowRegistry)
+    config = {"ops": {"rollback_champion": {"config": {"by": by, "reason": reason}}}}
+    result = rollback_job.execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        resources={"mlflow_registry": registry},
+        run_config={**QUIET, **config},
+        raise_on_error=False,
+    )
+    if not result.success:
+        failure = result.get_step_failure_events()[0].step_failure_data
+        if failure.user_failure_data and failure.user_failure_data.description:
+            message = failure.user_failure_data.description
+        else:
+            error = failure.error
+            while error is not None and error.cause is not None:
+                error = error.cause
+            message = error.message.strip() if error is not None else "unknown error"
+        # The tracking URI may hold credentials: it is never printed.
+        message = message.replace(registry.tracking_uri, "<tracking URI>")
+        print(f"rollback failed: {message}", file=sys.stderr)
+        return 1
+    done = result.output_for_node("rollback_champion")
+    print(
+        f"@{CHAMPION_ALIAS}           v{done['from_version']} -> v{done['to_version']} "
+        f"(rolled back by {by}: {reason})"
+    )
+    print(f"rollback run        {result.run_id} in {paths.dagster_home}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="perpfolio", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -205,9 +248,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="overwrite stored rows the files change (default: refuse them as conflicts)",
     )
+    rollback_parser = commands.add_parser(
+        "rollback", help="move @champion back to the version it replaced (@previous)"
+    )
+    rollback_parser.add_argument("--reason", required=True, help="why (recorded on the versions)")
+    rollback_parser.add_argument("--by", help="who (recorded; default: $USER)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo()
+    if args.command == "rollback":
+        return rollback(args.reason, args.by)
     if args.command == "import":
         return import_data(args.kind, args.path, args.venue, replace=args.replace)
     return ui(args.dagster_port, args.mlflow_port)

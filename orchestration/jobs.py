@@ -1,6 +1,8 @@
-"""Jobs are asset selections."""
+"""Jobs: asset selections, and the op-based rollback of the champion."""
 
 import dagster as dg
+
+from orchestration.resources.mlflow_registry import MlflowRegistry, RollbackError
 
 ingest_features_job = dg.define_asset_job(
     "ingest_features_job",
@@ -21,3 +23,41 @@ serving_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("serving"),
     description="Serve the champion: latest observation -> clamped target weights in DuckDB.",
 )
+
+
+class RollbackConfig(dg.Config):
+    """Who rolls the champion back and why (both recorded on the registry versions)."""
+
+    by: str
+    """Who asked for the rollback."""
+    reason: str
+    """Why the champion is rolled back."""
+
+
+@dg.op(description="Move @champion back to @previous and record who, why and when.")
+def rollback_champion(
+    context: dg.OpExecutionContext, config: RollbackConfig, mlflow_registry: MlflowRegistry
+) -> dg.Output[dict]:
+    """The registry's rollback, reported as a ``champion_model`` observation too."""
+    try:
+        demoted, restored = mlflow_registry.rollback(config.by, config.reason)
+    except (RollbackError, ValueError) as err:
+        raise dg.Failure(description=str(err)) from err
+    record = {"from_version": demoted, "to_version": restored, **config.model_dump()}
+    context.log_event(
+        dg.AssetObservation(
+            asset_key="champion_model",
+            metadata={
+                "rolled_back_from": demoted,
+                "champion_version": restored,
+                "by": config.by,
+                "reason": config.reason,
+            },
+        )
+    )
+    return dg.Output(record, metadata={k: str(v) for k, v in record.items()})
+
+
+@dg.job(description="Roll the champion back to the version it replaced (config: by, reason).")
+def rollback_job() -> None:
+    rollback_champion()

@@ -37,14 +37,15 @@ def champion_model(
         replaced = mlflow_registry.promote(version, decision)
     else:
         mlflow_registry.record_decision(version, decision)
+    champion, previous = mlflow_registry.champion_version(), mlflow_registry.previous_version()
     summary = {
         "candidate_version": version,
         "promoted": decision.promote,
         "reasons": decision.reasons,
         "thresholds": decision.thresholds,
         "override": decision.override,
-        "champion_version": mlflow_registry.champion_version(),
-        "previous_version": mlflow_registry.previous_version(),
+        "champion_version": champion,
+        "previous_version": previous,
         "replaced_version": replaced,
     }
     return dg.Output(
@@ -59,7 +60,7 @@ def champion_model(
             "n_reasons": len(decision.reasons),
             "thresholds": dg.MetadataValue.json(decision.thresholds),
             "override": decision.override or "none",
-            "champion_version": summary["champion_version"] or "none",
-            "previous_version": summary["previous_version"] or "none",
+            "champion_version": champion or "none",
+            "previous_version": previous or "none",
         },
     )

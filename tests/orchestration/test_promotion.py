@@ -36,7 +36,8 @@ def register(
     symbols: tuple[str, ...] = SYMBOLS,
     sharpe: float | None = None,
 ) -> str:
-    """A new version of ``MODEL``: a run with training's data params and a one-file artifact."""
+    """A new version of the registry's model: a run with training's data params and a tiny
+    artifact."""
     experiment = registry.activate()
     client = registry.client()
     with mlflow.start_run(experiment_id=experiment) as run:
@@ -44,12 +45,13 @@ def register(
         if sharpe is not None:
             mlflow.log_metric("oos_candidate_sharpe", sharpe)
         mlflow.log_text("tiny policy", "policy/policy.txt")
+    name = registry.model_name
     try:
-        client.get_registered_model(MODEL)
+        client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(MODEL)
+        client.create_registered_model(name)
     version = client.create_model_version(
-        MODEL, source=f"{run.info.artifact_uri}/policy", run_id=run.info.run_id
+        name, source=f"{run.info.artifact_uri}/policy", run_id=run.info.run_id
     )
     return str(version.version)
 
