@@ -1,27 +1,116 @@
-"""Out-of-sample evaluation of a candidate against the equal-weight baseline and the champion."""
+"""Out-of-sample evaluation: a candidate against every baseline and the champion, on one window.
+
+Every contender is replayed by ``evaluation.engine.backtest`` over exactly the same bars; the
+metrics come from daily returns (``evaluation.metrics``), the statistics from a stationary block
+bootstrap and the deflated Sharpe ratio (``evaluation.statistics``), and the result carries the
+``GateEvidence`` the promotion gate decides on.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation.backtest import BacktestResult, backtest, equal_weight_actor
+from evaluation.engine import PolicyActor, ScheduledWeights, backtest
+from evaluation.gate import GateEvidence
+from evaluation.ledger import Ledger
+from evaluation.metrics import PerformanceMetrics, compute_metrics, daily_returns
+from evaluation.statistics import (
+    ConfidenceInterval,
+    bootstrap_sharpe_ci,
+    bootstrap_sharpe_difference_ci,
+    deflated_sharpe_ratio,
+    probabilistic_sharpe_ratio,
+)
+from evaluation.strategies import BASELINES
+from training.env_config import EnvConfig
 from training.market import MarketData
-from training.policy_model import PolicyModel, PolicySpec
+from training.observation import FeatureNormalizer
+from training.policy_model import PolicyModel
 
-MarketLoader = Callable[[PolicySpec], MarketData]
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Metrics and statistics of ledgers over the same bars: the candidate (``CANDIDATE``)
+    against baselines (and a champion)."""
+
+    metrics: dict[str, PerformanceMetrics]
+    """Metrics of each ledger."""
+    sharpe_ci: dict[str, ConfidenceInterval]
+    """Bootstrap confidence interval of each ledger's Sharpe ratio (daily returns)."""
+    best_baseline: str
+    """The baseline with the highest Sharpe ratio (a NaN Sharpe counts as the lowest)."""
+    sharpe_difference_ci: ConfidenceInterval
+    """Bootstrap interval of the candidate's Sharpe minus the best baseline's (paired days)."""
+    probabilistic_sharpe: float
+    """Probability that the candidate's true Sharpe ratio exceeds 0."""
+    deflated_sharpe: float
+    """The probabilistic Sharpe ratio against the expected maximum Sharpe of ``n_trials``."""
+    n_trials: int
+    """Configurations and versions evaluated on these data (the deflated ratio's N)."""
+
+
+def compare(
+    ledgers: Mapping[str, Ledger],
+    baselines: Sequence[str],
+    *,
+    n_trials: int = 1,
+    trial_sharpe_variance: float = 0.0,
+    n_resamples: int = 1_000,
+    seed: int = 0,
+) -> Comparison:
+    """Metrics of every ledger, bootstrap intervals of their Sharpe ratios, and the candidate's
+    difference against the best of ``baselines``, probabilistic and deflated Sharpe ratios."""
+    if not baselines:
+        raise ValueError("compare: no baselines to compare the candidate with")
+    metrics = {name: compute_metrics(ledger) for name, ledger in ledgers.items()}
+    returns = {name: daily_returns(ledger) for name, ledger in ledgers.items()}
+    sharpe_ci = {
+        name: bootstrap_sharpe_ci(r.to_numpy(), n_resamples=n_resamples, seed=seed)
+        for name, r in returns.items()
+    }
+    best = max(baselines, key=lambda n: _finite_or(metrics[n].sharpe, -np.inf))
+    candidate = returns[CANDIDATE].to_numpy()
+    return Comparison(
+        metrics=metrics,
+        sharpe_ci=sharpe_ci,
+        best_baseline=best,
+        sharpe_difference_ci=bootstrap_sharpe_difference_ci(
+            returns[CANDIDATE], returns[best], n_resamples=n_resamples, seed=seed
+        ),
+        probabilistic_sharpe=probabilistic_sharpe_ratio(candidate),
+        deflated_sharpe=deflated_sharpe_ratio(candidate, n_trials, trial_sharpe_variance),
+        n_trials=n_trials,
+    )
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Backtests of every contender over the same out-of-sample bars."""
+    """Ledgers, metrics and statistics of every contender over the same out-of-sample bars."""
 
     first_oos_timestamp: np.datetime64
-    candidate: BacktestResult
-    baseline: BacktestResult
-    champion: BacktestResult | None
+    """Open time of the first out-of-sample bar (its return is the first one earned)."""
+    ledgers: dict[str, Ledger]
+    """Per-bar accounting of each contender: the candidate, the baselines, the champion."""
+    comparison: Comparison
+    """Metrics and statistics of the ledgers."""
+    evidence: GateEvidence
+    """What the promotion gate decides on."""
+
+    @property
+    def metrics(self) -> dict[str, PerformanceMetrics]:
+        """Metrics of each contender."""
+        return self.comparison.metrics
+
+
+def policy_actor(name: str, policy: PolicyModel) -> PolicyActor:
+    """A registered policy as an engine strategy: deterministic actions for a batch of rows."""
+    return PolicyActor(name, policy.act)
 
 
 def first_bar_after(market: MarketData, timestamp: str | np.datetime64) -> int:
@@ -35,41 +124,76 @@ def first_bar_after(market: MarketData, timestamp: str | np.datetime64) -> int:
     return index
 
 
-def policy_actor(policy: PolicyModel) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda obs: policy.act(obs[None])[0]
-
-
-def evaluate(
-    candidate: PolicyModel, load: MarketLoader, champion: PolicyModel | None = None
+def evaluate_strategies(
+    market: MarketData,
+    env_config: EnvConfig,
+    normalizer: FeatureNormalizer,
+    first_bar: int,
+    candidate: PolicyActor | ScheduledWeights,
+    *,
+    champion: Ledger | None = None,
+    champion_version: str | None = None,
+    baselines: Mapping[str, Callable[[MarketData], ScheduledWeights]] = BASELINES,
+    n_trials: int = 1,
+    trial_sharpe_variance: float = 0.0,
+    n_resamples: int = 1_000,
+    seed: int = 0,
 ) -> Evaluation:
-    """Backtest the candidate, the baseline and the champion from the candidate's first OOS bar."""
-    spec = candidate.spec
-    market = load(spec)
-    first = first_bar_after(market, spec.train_end)
-    normalizer = spec.builder.normalizer
-    result = backtest(
-        "candidate", market, spec.env_config, normalizer, first, policy_actor(candidate)
+    """Backtest ``candidate`` (named ``candidate``) and every baseline from ``first_bar`` in one
+    engine run, add the champion's ledger (backtested apart, with its own observation builder),
+    and compute the metrics, the bootstrap intervals and the gate's evidence."""
+    if candidate.name != CANDIDATE:
+        raise ValueError(
+            f"the candidate strategy must be named {CANDIDATE!r}, not {candidate.name!r}"
+        )
+    strategies = [candidate, *(make(market) for make in baselines.values())]
+    ledgers = backtest(market, env_config, normalizer, strategies, first_bar)
+    candidate_ledger = ledgers[CANDIDATE]
+    same_bars = champion is None or (
+        champion.symbols == candidate_ledger.symbols
+        and np.array_equal(champion.close_times, candidate_ledger.close_times)
     )
-    baseline = backtest(
-        "equal_weight",
+    if champion is not None:
+        ledgers[CHAMPION] = champion
+    result = compare(
+        ledgers,
+        list(baselines),
+        n_trials=n_trials,
+        trial_sharpe_variance=trial_sharpe_variance,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    metrics = result.metrics
+    evidence = GateEvidence(
+        candidate=metrics[CANDIDATE],
+        baselines={n: metrics[n] for n in baselines},
+        champion=metrics.get(CHAMPION),
+        champion_version=champion_version if champion is not None else None,
+        champion_same_bars=same_bars,
+        sharpe_difference_ci=(result.sharpe_difference_ci.low, result.sharpe_difference_ci.high),
+        best_baseline=result.best_baseline,
+        deflated_sharpe=result.deflated_sharpe,
+        n_trials=n_trials,
+    )
+    return Evaluation(market.timestamps[first_bar], ledgers, result, evidence)
+
+
+def champion_ledger(
+    champion: PolicyModel, market: MarketData, first_bar: int, stop: int | None = None
+) -> Ledger:
+    """The champion replayed on ``market`` from ``first_bar`` to ``stop`` with its own spec's
+    observation builder and environment (named ``champion``)."""
+    spec = champion.spec
+    ledgers = backtest(
         market,
         spec.env_config,
-        normalizer,
-        first,
-        equal_weight_actor(market.n_assets, spec.env_config),
+        spec.builder.normalizer,
+        [policy_actor(CHAMPION, champion)],
+        first_bar,
+        stop,
     )
-    champion_result = None
-    if champion is not None:
-        champion_market = load(champion.spec)
-        champion_first = int(
-            np.searchsorted(champion_market.timestamps, market.timestamps[first], side="left")
-        )
-        champion_result = backtest(
-            "champion",
-            champion_market,
-            champion.spec.env_config,
-            champion.spec.builder.normalizer,
-            champion_first,
-            policy_actor(champion),
-        )
-    return Evaluation(market.timestamps[first], result, baseline, champion_result)
+    return ledgers[CHAMPION]
+
+
+def _finite_or(value: float, default: float) -> float:
+    return value if np.isfinite(value) else default
