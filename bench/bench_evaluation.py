@@ -29,7 +29,7 @@ from training.market import MarketData  # noqa: E402
 from training.observation import FeatureNormalizer  # noqa: E402
 
 N_ASSETS, N_FEATURES, FIRST_BAR = 8, 8, 720
-SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "BNBUSDT", "ADAUSDT", "DOGEUSDT", "LTCUSDT")
+SYMBOLS = ("BTC", "ETH", "SOL", "XRP", "BNB", "ADA", "DOGE", "LTC")
 
 
 def synthetic_market(n_bars: int, seed: int = 0) -> MarketData:

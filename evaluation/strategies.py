@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from evaluation.engine import ScheduledWeights
+from ingestion.importers import QUOTES
 from training.market import MarketData
 
 DAY_HOURS = 24.0
@@ -75,20 +76,30 @@ def inverse_volatility(
 
 
 def buy_and_hold(
-    market: MarketData, symbol: str = "BTCUSDT", name: str | None = None
+    market: MarketData, symbol: str = "BTC", name: str | None = None
 ) -> ScheduledWeights:
     """1x long ``symbol`` bought once (at the first decision), then held without rebalancing.
 
-    Name default: ``btc_buy_and_hold`` for ``BTCUSDT``. Raises ``ValueError`` if the market has
-    no ``symbol``.
+    ``symbol`` is a base asset (``BTC``) and matches the market's ``BTC`` or a quoted name such as
+    ``BTCUSDT``; name default: ``<symbol>_buy_and_hold`` in lower case (``btc_buy_and_hold``).
+    Raises ``ValueError`` if the market has no such symbol.
     """
-    if symbol not in market.symbols:
+    bases = [_base(s) for s in market.symbols]
+    if _base(symbol) not in bases:
         raise ValueError(f"buy_and_hold: symbol {symbol!r} not in the market {market.symbols}")
     targets = np.full((market.n_bars, market.n_assets), np.nan)
     targets[0] = 0.0
-    targets[0, market.symbols.index(symbol)] = 1.0
-    label = name or f"{symbol.removesuffix('USDT').lower()}_buy_and_hold"
+    targets[0, bases.index(_base(symbol))] = 1.0
+    label = name or f"{_base(symbol).lower()}_buy_and_hold"
     return ScheduledWeights(label, targets)
+
+
+def _base(symbol: str) -> str:
+    """The base asset of a symbol: ``BTCUSDT`` and ``BTC`` are both ``BTC``."""
+    for quote in QUOTES:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)]
+    return symbol
 
 
 def funding_carry(
