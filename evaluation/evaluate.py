@@ -9,7 +9,7 @@ bootstrap and the deflated Sharpe ratio (``evaluation.statistics``), and the res
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from evaluation.statistics import (
     deflated_sharpe_ratio,
     probabilistic_sharpe_ratio,
 )
-from evaluation.strategies import BASELINES
+from evaluation.strategies import BASELINES, baseline_env
 from training.env_config import EnvConfig
 from training.market import MarketData
 from training.observation import FeatureNormalizer
@@ -139,15 +139,17 @@ def evaluate_strategies(
     n_resamples: int = 1_000,
     seed: int = 0,
 ) -> Evaluation:
-    """Backtest ``candidate`` (named ``candidate``) and every baseline from ``first_bar`` in one
-    engine run, add the champion's ledger (backtested apart, with its own observation builder),
-    and compute the metrics, the bootstrap intervals and the gate's evidence."""
+    """Backtest ``candidate`` (named ``candidate``) and every baseline from ``first_bar``, add
+    the champion's ledger (backtested apart, with its own observation builder), and compute the
+    metrics, the bootstrap intervals and the gate's evidence. The baselines run in one engine run
+    under ``baseline_env(env_config)``: the same accounting, their own trading rule."""
     if candidate.name != CANDIDATE:
         raise ValueError(
             f"the candidate strategy must be named {CANDIDATE!r}, not {candidate.name!r}"
         )
-    strategies = [candidate, *(make(market) for make in baselines.values())]
-    ledgers = backtest(market, env_config, normalizer, strategies, first_bar)
+    ledgers = backtest(market, env_config, normalizer, [candidate], first_bar)
+    scheduled = [make(market) for make in baselines.values()]
+    ledgers |= backtest(market, baseline_env(env_config), None, scheduled, first_bar)
     candidate_ledger = ledgers[CANDIDATE]
     same_bars = champion is None or (
         champion.symbols == candidate_ledger.symbols
@@ -178,15 +180,34 @@ def evaluate_strategies(
     return Evaluation(market.timestamps[first_bar], ledgers, result, evidence)
 
 
+def champion_env(champion: EnvConfig, candidate: EnvConfig) -> EnvConfig:
+    """The champion's own trading rules (window, leverage, band) with the candidate's cost and
+    margin models and initial equity, so both are charged alike."""
+    return replace(
+        champion,
+        fees=candidate.fees,
+        slippage=candidate.slippage,
+        margin=candidate.margin,
+        initial_equity=candidate.initial_equity,
+    )
+
+
 def champion_ledger(
-    champion: PolicyModel, market: MarketData, first_bar: int, stop: int | None = None
+    champion: PolicyModel,
+    market: MarketData,
+    first_bar: int,
+    stop: int | None = None,
+    *,
+    costs_of: EnvConfig | None = None,
 ) -> Ledger:
     """The champion replayed on ``market`` from ``first_bar`` to ``stop`` with its own spec's
-    observation builder and environment (named ``champion``)."""
+    observation builder and trading rules (named ``champion``), charged with the cost models of
+    ``costs_of`` (the candidate's environment) when given."""
     spec = champion.spec
+    env = spec.env_config if costs_of is None else champion_env(spec.env_config, costs_of)
     ledgers = backtest(
         market,
-        spec.env_config,
+        env,
         spec.builder.normalizer,
         [policy_actor(CHAMPION, champion)],
         first_bar,

@@ -30,7 +30,8 @@ MIN_OOS_BARS_FLOOR = 100
 MIN_OOS_DAYS_FLOOR = 30
 """Fewest out-of-sample days a ``min_oos_days`` may ask for: a daily Sharpe needs a month."""
 MIN_DEFLATED_SHARPE_FLOOR = 0.9
-"""Loosest ``min_deflated_sharpe`` (a probability that the true Sharpe is above zero)."""
+"""Loosest ``min_deflated_sharpe`` (a probability that the true Sharpe is above the expected
+maximum Sharpe of the trials)."""
 CI_LOWER_ABOVE_FLOOR = 0.0
 """Loosest ``ci_lower_above``: the difference's interval must at least exclude a loss."""
 
@@ -154,8 +155,8 @@ class GateEvidence:
     best_baseline: str
     """Name of the baseline with the highest Sharpe: the one the interval is against."""
     deflated_sharpe: float
-    """Deflated Sharpe ratio of the candidate: the probability its true Sharpe is above zero
-    after ``n_trials`` tries."""
+    """Deflated Sharpe ratio of the candidate: the probability that its true Sharpe is above
+    the expected maximum Sharpe of ``n_trials`` tries."""
     n_trials: int
     """Number of versions tried on the same data (the deflated Sharpe's N)."""
 
@@ -213,13 +214,17 @@ class GateDecision:
         return f"{text} [override: {self.override}]" if self.override else text
 
 
+DECIDED_METRICS = ("sharpe", "max_drawdown", "turnover_cost", "total_return")
+"""The metrics the gate decides on: each must be finite. The others (a Sortino or Calmar ratio
+without a losing day or a drawdown is undefined) are reported, not decided on."""
+
+
 def _non_finite(label: str, metrics: PerformanceMetrics) -> list[str]:
+    values = metrics.as_dict()
     return [
-        f"{label} {name} is {value} (not finite)"
-        for name, value in metrics.as_dict().items()
-        if isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and not math.isfinite(value)
+        f"{label} {name} is {values[name]} (not finite)"
+        for name in DECIDED_METRICS
+        if not math.isfinite(float(values[name]))
     ]
 
 
@@ -314,10 +319,10 @@ def decide_promotion(evidence: GateEvidence, config: GateConfig) -> GateDecision
         reasons.append(
             f"{candidate.n_days} out-of-sample days, fewer than the required {config.min_oos_days}"
         )
-    if candidate.liquidated:
-        reasons.append("candidate was liquidated out of sample")
-    if candidate.liquidations > 0:
-        reasons.append(f"candidate had {candidate.liquidations} liquidations out of sample")
+    if candidate.liquidated or candidate.liquidations > 0:
+        reasons.append(
+            f"candidate was liquidated out of sample ({candidate.liquidations} liquidations)"
+        )
     if not candidate.max_drawdown <= config.max_drawdown:
         reasons.append(
             f"max drawdown {candidate.max_drawdown:.1%} exceeds the limit {config.max_drawdown:.1%}"

@@ -9,12 +9,14 @@ in between; the engine's first decision starts from the latest targets at or bef
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from evaluation.engine import ScheduledWeights
 from ingestion.importers import QUOTES
+from training.env_config import EnvConfig
 from training.market import MarketData
 
 DAY_HOURS = 24.0
@@ -187,6 +189,14 @@ def weights_table(
     targets = np.full((market.n_bars, market.n_assets), np.nan)
     targets[rows, cols] = frame["weight"].to_numpy(dtype=np.float64)
     return ScheduledWeights(name, targets)
+
+
+def baseline_env(env_config: EnvConfig) -> EnvConfig:
+    """The environment the baselines trade in: the candidate's accounting (fees, slippage,
+    funding, margin, leverage caps, initial equity) without its no-trade band, a trading rule of
+    the policy that would freeze a baseline's small rebalances (1/N of 18 assets is below a 10%
+    band)."""
+    return replace(env_config, no_trade_band=0.0)
 
 
 BASELINES: dict[str, Callable[[MarketData], ScheduledWeights]] = {

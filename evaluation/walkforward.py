@@ -38,7 +38,7 @@ import pandas as pd
 from evaluation.engine import PolicyActor, ScheduledWeights, Strategy, backtest
 from evaluation.ledger import Ledger
 from evaluation.metrics import compute_metrics
-from evaluation.strategies import BASELINES
+from evaluation.strategies import BASELINES, baseline_env
 from ingestion.universe import timeframe as timeframe_of
 from training.config import TrainConfig
 from training.env_config import EnvConfig
@@ -382,9 +382,10 @@ def run_fold(
     def run(window: Window) -> dict[str, Ledger]:
         visible = market.slice(0, window[1])
         chosen = BASELINES if baselines is None else baselines
-        strategies: list[Strategy] = [PolicyActor(candidate, act)]
-        strategies += [build(visible) for build in chosen.values()]
-        return backtest(visible, train_config.env, policy.builder.normalizer, strategies, window[0])
+        env, normalizer = train_config.env, policy.builder.normalizer
+        ledgers = backtest(visible, env, normalizer, [PolicyActor(candidate, act)], window[0])
+        scheduled: list[Strategy] = [build(visible) for build in chosen.values()]
+        return ledgers | backtest(visible, baseline_env(env), None, scheduled, window[0])
 
     validation = run(fold.validation) if fold.validation is not None else {}
     return FoldResult(

@@ -81,12 +81,18 @@ def test_a_sharpe_tie_refuses_even_with_zero_margins():
     assert decide_promotion(replace(champion_tie, champion=metrics(sharpe=1.99)), config).promote
 
 
-@pytest.mark.parametrize("field", ["sharpe", "max_drawdown", "turnover_cost", "sortino"])
+@pytest.mark.parametrize("field", ["sharpe", "max_drawdown", "turnover_cost", "total_return"])
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_a_non_finite_candidate_metric_refuses_naming_it(field, value):
     decision = decide_promotion(evidence(candidate=metrics(**{field: value})), GateConfig())
     assert not decision.promote
     assert f"candidate {field} is {value} (not finite)" in decision.reasons
+
+
+@pytest.mark.parametrize("field", ["sortino", "calmar"])
+def test_a_ratio_undefined_without_a_losing_day_does_not_refuse(field):
+    """Sortino and Calmar are NaN without a losing day or a drawdown: reported, not decided on."""
+    assert decide_promotion(evidence(candidate=metrics(**{field: math.nan})), GateConfig()).promote
 
 
 def test_non_finite_baseline_champion_or_statistics_refuse_naming_them():
@@ -173,8 +179,7 @@ def test_liquidation_drawdown_and_turnover_cost_refuse_each_with_a_reason():
         candidate=metrics(liquidated=True, liquidations=2, max_drawdown=0.36, turnover_cost=0.06)
     )
     assert decide_promotion(risky, GateConfig()).reasons == [
-        "candidate was liquidated out of sample",
-        "candidate had 2 liquidations out of sample",
+        "candidate was liquidated out of sample (2 liquidations)",
         "max drawdown 36.0% exceeds the limit 35.0%",
         "turnover cost 6.00% of initial equity exceeds the limit 5.00%",
     ]

@@ -173,15 +173,6 @@ def test_equal_weight_clone_ties_exactly_and_the_strict_margin_refuses(market, n
     assert has_reason(decision, "[0.000, 0.000] does not have its lower bound above 0.0"), text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "evaluation/gate.py _evidence_problems (line 266, _non_finite) refuses every non-finite "
-        "candidate metric, also those the gate does not decide on; evaluation/metrics.py "
-        "_sortino/_ratio (lines 239-249) give NaN without a losing day, so a perfect oracle "
-        "(hit rate 1) is refused only for 'candidate sortino is nan (not finite)'"
-    ),
-)
 def test_perfect_next_bar_oracle_is_promoted(market, normalizer):
     evaluation, decision = evaluate(market, normalizer, oracle(market, ORACLE_WEIGHT))
     assert decision.promote and decision.reasons == [], numbers(evaluation, decision)
