@@ -8,8 +8,16 @@ from orchestration.assets.ingestion import raw_market_data
 from orchestration.assets.promotion import champion_model
 from orchestration.assets.serving import target_weights
 from orchestration.assets.training import trained_policy
+from orchestration.assets.walk_forward import walk_forward_fold, walk_forward_report
 from orchestration.checks import QUALITY_CHECKS
-from orchestration.jobs import ingest_features_job, retraining_job, serving_job
+from orchestration.jobs import (
+    ingest_features_job,
+    retraining_job,
+    rollback_job,
+    serving_job,
+    walk_forward_job,
+    walk_forward_report_job,
+)
 from orchestration.resources import build_resources
 from orchestration.schedules import hourly_ingestion_schedule, weekly_retraining_schedule
 from orchestration.sensors import new_champion_sensor
@@ -21,8 +29,17 @@ ASSETS = [
     policy_evaluation,
     champion_model,
     target_weights,
+    walk_forward_fold,
+    walk_forward_report,
 ]
-JOBS = [ingest_features_job, retraining_job, serving_job]
+JOBS = [
+    ingest_features_job,
+    retraining_job,
+    serving_job,
+    walk_forward_job,
+    walk_forward_report_job,
+    rollback_job,
+]
 
 
 def build_definitions(

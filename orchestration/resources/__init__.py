@@ -8,7 +8,11 @@ from orchestration.project import MODEL_NAME, ProjectPaths
 from orchestration.resources.dbt_cli import dbt_resource
 from orchestration.resources.market_source import market_source_for
 from orchestration.resources.mlflow_registry import MlflowRegistry
-from orchestration.resources.settings import PromotionGateSettings, TrainingSettings
+from orchestration.resources.settings import (
+    PromotionGateSettings,
+    TrainingSettings,
+    WalkForwardSettings,
+)
 from orchestration.resources.warehouse import DuckDBWarehouse
 
 ENVIRONMENTS = ("local", "test")
@@ -42,10 +46,12 @@ def build_resources(environment: str | None = None) -> dict[str, object]:
                 total_timesteps=1_024, n_envs=2, n_steps=128, batch_size=128, episode_length=128
             ),
             "promotion_gate": PromotionGateSettings(),
+            "walk_forward": WalkForwardSettings(),
         }
     return {
         **shared,
         "market_source": market_source_for("local"),
         "training": TrainingSettings(total_timesteps=100_000, episode_length=512),
         "promotion_gate": PromotionGateSettings(),
+        "walk_forward": WalkForwardSettings(),
     }

@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from evaluation.gate import GateConfig
+from evaluation.walkforward import WalkForwardConfig
 from training.config import TrainConfig
 
 
@@ -81,3 +82,27 @@ class PromotionGateSettings(dg.ConfigurableResource):
     def gate_config(self) -> GateConfig:
         """``GateConfig``'s defaults with this environment's overrides (floors enforced)."""
         return replace(GateConfig(), **_set(self, tuple(type(self).model_fields)))
+
+
+class WalkForwardSettings(dg.ConfigurableResource):
+    """Overrides of ``WalkForwardConfig`` for one environment; ``None`` keeps its default. The
+    number of folds is the partitions' (``PERPFOLIO_WALK_FORWARD_FOLDS``), fixed at load time."""
+
+    scheme: str | None = None
+    """``expanding`` (every train window from bar 0) or ``rolling`` (``train_bars`` each)."""
+    test_fraction: float | None = None
+    """Trailing fraction of the bars that the folds' test windows cover together."""
+    validation_bars: int | None = None
+    """Bars of each fold's validation window (0: none)."""
+    train_bars: int | None = None
+    """Bars of each train window in the rolling scheme."""
+    purge_bars: int | None = None
+    """Bars left out between train, validation and test (at least the observation window
+    plus the longest feature window)."""
+    embargo_bars: int | None = None
+    """Bars after each test window that no later fold's train or validation window starts on."""
+
+    def walk_forward_config(self, n_folds: int) -> WalkForwardConfig:
+        """``WalkForwardConfig``'s defaults with this environment's overrides, ``n_folds`` folds."""
+        overrides = _set(self, tuple(type(self).model_fields))
+        return replace(WalkForwardConfig(), n_folds=n_folds, **overrides)

@@ -6,8 +6,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from evaluation.gate import decide_promotion
-from evaluation.metrics import PerformanceMetrics
+from evaluation.gate import GateEvidence, decide_promotion
+from evaluation.strategies import BASELINES
 from ingestion.warehouse import row_counts
 from orchestration.assets.promotion import champion_model
 from orchestration.definitions import build_definitions
@@ -77,18 +77,56 @@ def test_policy_version_is_registered_with_params_and_oos_metrics(retrain, regis
         assert np.isfinite(run.data.metrics[f"oos_{name}_sharpe"])
 
 
-def test_evaluation_is_out_of_sample_against_equal_weight(retrain):
+def test_evaluation_is_out_of_sample_against_every_baseline_on_the_same_bars(retrain, defs):
     trained = retrain.output_for_node("trained_policy")
     evaluation = retrain.output_for_node("policy_evaluation")
-    assert np.datetime64(evaluation["first_oos_ts"]) > np.datetime64(trained["train_end"])
-    # 60 days of hourly bars, last quarter held out (less the rolling-window warm-up).
-    assert 300 < evaluation["n_oos_bars"] <= 360
-    baseline = evaluation["baseline"]
-    # The baseline enters 1x long (turnover 1), then rebalances to equal weights only where
-    # drift exceeds the no-trade band.
-    assert 1.0 <= baseline["turnover"] < 3.0
-    assert baseline["fees_paid"] > 0
-    assert evaluation["candidate"]["n_bars"] == baseline["n_bars"]
+    assert np.datetime64(evaluation["first_oos_ts"]) == np.datetime64(trained["test_start"])
+    # The purge gap (observation window + the 1h feature lookback) between train and test.
+    gap = np.datetime64(trained["test_start"]) - np.datetime64(trained["train_end"])
+    assert gap == np.timedelta64(200 + 1, "h")
+    # 60 days of hourly bars less the features' warm-up, the last quarter out of sample.
+    n_oos = evaluation["n_oos_bars"]
+    assert 300 < n_oos <= 360
+    metrics = evaluation["metrics"]
+    assert set(metrics) == {"candidate", *BASELINES}
+    assert {m["n_bars"] for m in metrics.values()} == {n_oos}
+    # Equal weight enters 1x long (turnover 1), then rebalances once a day.
+    assert 1.0 <= metrics["equal_weight"]["turnover"] < 3.0
+    assert metrics["equal_weight"]["fees_paid"] > 0
+    assert metrics["cash"]["total_return"] == 0.0 and metrics["cash"]["sharpe"] == 0.0
+    evidence = GateEvidence.from_dict(evaluation["gate_evidence"])
+    assert evidence.best_baseline in BASELINES
+    low, high = evidence.sharpe_difference_ci
+    assert low <= high
+    with defs.resources["warehouse"].connect(read_only=True) as con:
+        rows = con.execute(
+            "SELECT strategy, count(*) FROM evaluation.ledger_bars WHERE evaluation_id = ? "
+            "GROUP BY strategy",
+            [evaluation["evaluation_id"]],
+        ).fetchall()
+    assert dict(rows) == {name: n_oos for name in metrics}
+
+
+def test_evaluation_logs_the_ledgers_and_the_tear_sheet(retrain, registry):
+    evaluation = retrain.output_for_node("policy_evaluation")
+    _, client = registry
+    logged = {a.path for a in client.list_artifacts(evaluation["run_id"], "evaluation")}
+    assert {
+        "evaluation/ledger_bars.parquet",
+        "evaluation/ledger_assets.parquet",
+        "evaluation/gate_evidence.json",
+        "evaluation/tear_sheet.html",
+        "evaluation/equity.png",
+    } <= logged
+    (event,) = [
+        e
+        for e in retrain.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "policy_evaluation"
+    ]
+    metadata = event.materialization.metadata
+    assert metadata["plot_equity"].value.startswith("![")
+    assert "data:image/png;base64," in metadata["plot_equity"].value
+    assert evaluation["run_id"] in metadata["mlflow_run"].value
 
 
 def test_promotion_follows_the_gate_and_records_the_decision(retrain, registry):
@@ -96,30 +134,34 @@ def test_promotion_follows_the_gate_and_records_the_decision(retrain, registry):
     evaluation = retrain.output_for_node("policy_evaluation")
     promotion = retrain.output_for_node("champion_model")
     expected = decide_promotion(
-        PerformanceMetrics(**evaluation["candidate"]),
-        PerformanceMetrics(**evaluation["baseline"]),
-        None,
+        GateEvidence.from_dict(evaluation["gate_evidence"]),
         PromotionGateSettings().gate_config(),
     )
     assert promotion["promoted"] == expected.promote
+    # 15 out-of-sample days are below the gate's 60-day minimum: the test pipeline refuses.
+    assert not expected.promote
+    assert any("days" in r for r in expected.reasons)
     resource, client = registry
-    tag = client.get_model_version(MODEL_NAME, evaluation["version"]).tags["promotion_decision"]
-    assert tag == expected.summary
-    assert promotion["champion_version"] == (evaluation["version"] if expected.promote else None)
+    tags = client.get_model_version(MODEL_NAME, evaluation["version"]).tags
+    assert tags["promotion_decision"] == "refused"
+    assert promotion["reasons"] == expected.reasons
+    assert promotion["champion_version"] is None
 
 
 def test_failed_gate_keeps_the_champion_and_records_why(retrain, registry):
     resource, client = registry
     evaluation = retrain.output_for_node("policy_evaluation")
     client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, evaluation["version"])
-    worse_sharpe = evaluation["baseline"]["sharpe"] - 1
-    worse = {**evaluation, "candidate": {**evaluation["candidate"], "sharpe": worse_sharpe}}
-    strict = PromotionGateSettings(max_drawdown=1.0)
+    evidence = evaluation["gate_evidence"]
+    worse = {**evidence["candidate"], "sharpe": evidence["baselines"]["cash"]["sharpe"] - 1}
+    worse_evaluation = {**evaluation, "gate_evidence": {**evidence, "candidate": worse}}
     result = champion_model(
-        policy_evaluation=worse, mlflow_registry=resource, promotion_gate=strict
+        policy_evaluation=worse_evaluation,
+        mlflow_registry=resource,
+        promotion_gate=PromotionGateSettings(),
     )
     assert result.value["promoted"] is False
-    assert "equal-weight baseline" in result.value["reasons"][0]
+    assert any("vs baseline cash" in r for r in result.value["reasons"])
     assert resource.champion_version() == evaluation["version"]
 
 
@@ -146,7 +188,7 @@ def test_sensor_requests_serving_once_per_new_champion(retrain, registry, defs):
     client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, version)
     sensor = defs.resolve_sensor_def("new_champion_sensor")
     first = sensor(dg.build_sensor_context(resources={"mlflow_registry": resource}))
-    assert first.run_key == f"champion-v{version}"
+    assert first.tags["champion_version"] == version
     again = dg.build_sensor_context(cursor=version, resources={"mlflow_registry": resource})
     assert isinstance(sensor(again), dg.SkipReason)
 
