@@ -110,8 +110,7 @@ def _print_fold(fold: dict, wall: float) -> None:
     print(f"  {'strategy':<18} {'sharpe':>8} {'ror':>8} {'return':>8}")
     for name, m in fold["metrics"].items():
         print(
-            f"  {name:<18} {_fmt(m['sharpe']):>8} {_fmt(m['ror']):>8} "
-            f"{_fmt(m['total_return']):>8}"
+            f"  {name:<18} {_fmt(m['sharpe']):>8} {_fmt(m['ror']):>8} {_fmt(m['total_return']):>8}"
         )
 
 
