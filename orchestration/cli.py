@@ -84,12 +84,18 @@ def demo() -> int:
     print(f"venue               {trained['venue']}")
     print(f"symbols             {', '.join(trained['symbols'])}")
     print(f"model registered    {trained['model_name']} v{trained['version']}")
-    print(f"out of sample       from {evaluation['first_oos_ts']}, {evaluation['n_oos_bars']} bars")
+    days = evaluation["metrics"]["candidate"]["n_days"]
+    print(
+        f"out of sample       from {evaluation['first_oos_ts']}, "
+        f"{evaluation['n_oos_bars']} bars, {days} days"
+    )
     _print_metrics(evaluation)
     if promotion["promoted"]:
         print(f"promotion           v{promotion['candidate_version']} is now @{CHAMPION_ALIAS}")
     else:
-        print(f"promotion           gate failed: {'; '.join(promotion['reasons'])}")
+        print("promotion           refused by the gate:")
+        for reason in promotion["reasons"]:
+            print(f"  - {reason}")
     champion = promotion["champion_version"]
     print(f"champion alias      @{CHAMPION_ALIAS} -> " + (f"v{champion}" if champion else "none"))
     if champion:
@@ -112,16 +118,25 @@ def demo() -> int:
 
 
 def _print_metrics(evaluation: dict) -> None:
-    header = f"{'':20}{'Sharpe':>8}{'return':>9}{'max DD':>8}{'turnover':>10}{'fees':>9}"
-    print(header)
-    for name in ("candidate", "baseline", "champion"):
-        m = evaluation.get(name)
-        if not m:
-            continue
+    """Every contender's out-of-sample metrics, the Sharpe intervals and the statistics."""
+    from evaluation.strategies import BENCHMARKS
+
+    print(f"{'':28}{'Sharpe':>7}{'95% CI':>17}{'return':>9}{'max DD':>8}{'turnover':>9}{'cost':>7}")
+    for name, m in evaluation["metrics"].items():
+        low, high = evaluation["sharpe_ci"][name]
+        label = f"{name} (benchmark)" if name in BENCHMARKS else name
         print(
-            f"  {name:18}{m['sharpe']:>8.2f}{m['total_return']:>9.2%}{m['max_drawdown']:>8.2%}"
-            f"{m['turnover']:>10.1f}{m['fees_paid']:>9.1f}"
+            f"  {label:26}{m['sharpe']:>7.2f}{f'[{low:.2f}, {high:.2f}]':>17}"
+            f"{m['total_return']:>9.2%}{m['max_drawdown']:>8.2%}{m['turnover']:>9.1f}"
+            f"{m['turnover_cost']:>7.2%}"
         )
+    evidence = evaluation["gate_evidence"]
+    low, high = evidence["sharpe_difference_ci"]
+    print(
+        f"statistics          Sharpe - {evidence['best_baseline']} (best baseline): "
+        f"95% CI [{low:.2f}, {high:.2f}]; PSR {evaluation['probabilistic_sharpe']:.3f}, "
+        f"DSR {evidence['deflated_sharpe']:.3f} over {evidence['n_trials']} trials"
+    )
 
 
 def ui(dagster_port: int, mlflow_port: int) -> int:

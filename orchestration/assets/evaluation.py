@@ -152,6 +152,7 @@ def policy_evaluation(
         "n_oos_bars": candidate_metrics.n_bars,
         "metrics": {name: m.as_dict() for name, m in result.metrics.items()},
         "sharpe_ci": {n: [ci.low, ci.high] for n, ci in result.comparison.sharpe_ci.items()},
+        "probabilistic_sharpe": result.comparison.probabilistic_sharpe,
         "gate_evidence": result.evidence.to_dict(),
     }
     metadata: dict[str, Any] = {

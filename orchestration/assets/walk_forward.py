@@ -15,6 +15,7 @@ from typing import Any
 
 import dagster as dg
 import mlflow
+import numpy as np
 import pandas as pd
 
 from evaluation.engine import write_ledgers
@@ -89,6 +90,11 @@ def walk_forward_fold(
     return dg.Output(
         {
             "fold": result.summary,
+            "data": {
+                "venue": config.venue,
+                "timeframe": config.timeframe,
+                "symbols": ",".join(symbols),
+            },
             "run_id": run.info.run_id,
             "ledgers": result.ledgers,
             "metrics": {name: m.as_dict() for name, m in metrics.items()},
@@ -108,6 +114,25 @@ def walk_forward_fold(
             "mlflow_run_id": run.info.run_id,
         },
     )
+
+
+REPORT_STAGE = "walk_forward_report"
+"""The ``stage`` tag of a walk-forward report's MLflow run."""
+
+
+def earlier_report_sharpes(
+    registry: MlflowRegistry, experiment_id: str, data: dict[str, str]
+) -> list[float]:
+    """The stitched candidate Sharpe ratios of the earlier walk-forward reports on the same data
+    (venue, timeframe, symbols): with this one, the deflated Sharpe's trials."""
+    conditions = [f"tags.stage = '{REPORT_STAGE}'"]
+    conditions += [f"tags.`data.{k}` = '{v}'" for k, v in data.items()]
+    runs = registry.client().search_runs([experiment_id], " and ".join(conditions))
+    return [
+        run.data.metrics["oos_candidate_sharpe"]
+        for run in runs
+        if "oos_candidate_sharpe" in run.data.metrics
+    ]
 
 
 def fold_rows(folds: list[dict]) -> pd.DataFrame:
@@ -138,7 +163,15 @@ def walk_forward_report(
         name: stitch([fold["ledgers"][name] for fold in folds]) for name in names
     }
     baselines = [n for n in names if n != CANDIDATE]
-    result = compare(stitched, baselines, n_trials=len(keys))
+    data = folds[0]["data"]
+    experiment_id = mlflow_registry.activate()
+    sharpes = [
+        *earlier_report_sharpes(mlflow_registry, experiment_id, data),
+        compute_metrics(stitched[CANDIDATE]).sharpe,
+    ]
+    finite = [v for v in sharpes if np.isfinite(v)]
+    variance = float(np.var(finite, ddof=1)) if len(finite) >= 2 else 0.0
+    result = compare(stitched, baselines, n_trials=len(sharpes), trial_sharpe_variance=variance)
     metrics, intervals, best = result.metrics, result.sharpe_ci, result.best_baseline
     difference, psr, dsr = (
         result.sharpe_difference_ci,
@@ -146,12 +179,17 @@ def walk_forward_report(
         result.deflated_sharpe,
     )
     table = fold_rows(folds)
-    experiment_id = mlflow_registry.activate()
     with (
         mlflow.start_run(experiment_id=experiment_id, run_name="walk-forward-report") as run,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        mlflow.set_tags({"dagster_run_id": context.run.run_id, "stage": "walk_forward_report"})
+        mlflow.set_tags(
+            {
+                "dagster_run_id": context.run.run_id,
+                "stage": REPORT_STAGE,
+                **{f"data.{k}": v for k, v in data.items()},
+            }
+        )
         for name, m in metrics.items():
             mlflow.log_metrics({f"oos_{name}_sharpe": m.sharpe, f"oos_{name}_ror": m.ror})
         mlflow.log_metrics({"oos_candidate_psr": psr, "oos_candidate_dsr": dsr})
@@ -176,6 +214,7 @@ def walk_forward_report(
         "sharpe_difference_ci": [difference.low, difference.high],
         "probabilistic_sharpe": psr,
         "deflated_sharpe": dsr,
+        "n_trials": len(sharpes),
         "fold_table": table.to_dict(orient="records"),
     }
     return dg.Output(

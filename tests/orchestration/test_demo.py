@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from evaluation.strategies import BASELINES
+
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
@@ -46,7 +48,13 @@ def test_demo_runs_the_pipeline_twice_with_idempotent_ingestion(tmp_path):
     assert "(ok)" in _field(first, "retraining run")
     assert _field(first, "quality checks").endswith("0 failed")
     assert _field(first, "model registered") == "perpfolio-policy v1"
-    assert "candidate" in first and "baseline" in first
+    for name in ("candidate", *BASELINES):
+        line = re.search(rf"^  {name}( \(benchmark\))?\s+(-?[\d.]+)\s+\[(.+?)\]", first, re.M)
+        assert line, f"no metrics line with a Sharpe interval for {name}:\n{first}"
+        low, high = map(float, line.group(3).split(","))
+        assert low <= high
+    assert re.search(r"DSR \d\.\d{3} over \d+ trials", _field(first, "statistics"))
+    assert _field(first, "promotion")
     assert _field(first, "champion alias").startswith("@champion -> ")
     rows_first = ast.literal_eval(_field(first, "raw rows"))
     assert rows_first["ohlcv"] == 4 * 5 * 24 * 365, "perp, spot, mark, index bars of a year"
