@@ -60,11 +60,11 @@ def run(home: Path, data: Path, timesteps: int | None) -> None:
         fields = {n: getattr(local, n) for n in TrainingSettings.model_fields}
         overrides["training"] = TrainingSettings(**{**fields, "total_timesteps": timesteps})
     defs = build_definitions("local", resources=overrides)
-    training = defs.resources["training"]
+    resources = defs.resources or {}
     print(f"data: {data}")
     print(f"home: {home}")
-    print(f"training: {training}")
-    print(f"walk forward: {defs.resources['walk_forward']}, {N_FOLDS} folds")
+    print(f"training: {resources['training']}")
+    print(f"walk forward: {resources['walk_forward']}, {N_FOLDS} folds")
     walls: dict[str, float] = {}
     started = time.perf_counter()
     (home / "dagster").mkdir(parents=True, exist_ok=True)
