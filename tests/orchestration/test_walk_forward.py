@@ -130,7 +130,9 @@ def _check_report(walk: Walk, times: list[dict]) -> dict:
     assert np.isfinite(low) and low <= high
     for name in ("probabilistic_sharpe", "deflated_sharpe"):
         assert 0.0 <= report[name] <= 1.0, (name, report[name])
-    assert report["deflated_sharpe"] <= report["probabilistic_sharpe"], "4 trials deflate"
+    # The first report on these data is the deflated Sharpe's one trial: no deflation.
+    assert report["n_trials"] == 1
+    assert report["deflated_sharpe"] == pytest.approx(report["probabilistic_sharpe"])
     table = pd.DataFrame(report["fold_table"])
     assert list(table["fold"]) == KEYS
     assert list(table["test_bars"]) == [t["test_bars"] for t in times]
@@ -190,7 +192,7 @@ def test_report_metadata_has_the_plots_and_the_fold_table(walk):
     assert {f"{n}_sharpe" for n in STRATEGIES} <= set(meta)
 
 
-def test_rerunning_one_fold_replaces_its_ledger_rows(walk):
+def test_rerunning_one_fold_replaces_its_ledger_rows_and_the_report_counts_trials(walk):
     before = walk.ledger_counts()
     job = walk.defs.resolve_job_def("walk_forward_job")
     again = job.execute_in_process(partition_key="fold-2", instance=walk.instance)
@@ -199,6 +201,13 @@ def test_rerunning_one_fold_replaces_its_ledger_rows(walk):
     assert sum(n for (e, _), n in before.items() if e == "walk-forward/fold-2") == 7 * int(
         walk.summaries()[2]["test_bars"]
     )
+    report = walk.defs.resolve_job_def("walk_forward_report_job").execute_in_process(
+        instance=walk.instance
+    )
+    second = report.output_for_node("walk_forward_report")
+    assert second["n_oos_bars"] == walk.report_output()["n_oos_bars"]
+    assert second["n_trials"] == 2, "the first report on the same data is a trial"
+    assert second["deflated_sharpe"] <= second["probabilistic_sharpe"]
 
 
 @pytest.fixture(scope="module")
