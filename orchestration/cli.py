@@ -39,14 +39,21 @@ def prepare_home() -> ProjectPaths:
     return paths
 
 
-def demo() -> int:
-    """Materialize the whole asset graph on the embedded default and print a summary."""
+def demo(timesteps: int | None = None) -> int:
+    """Materialize the whole asset graph on the embedded default and print a summary;
+    ``timesteps`` replaces the environment's training budget."""
     paths = prepare_home()
     started = time.perf_counter()
     import dagster as dg
 
     from ingestion.warehouse import row_counts
-    from orchestration.definitions import defs
+    from orchestration.definitions import build_definitions, defs
+
+    if timesteps is not None:
+        current = defs.resources["training"]
+        fields = {name: getattr(current, name) for name in type(current).model_fields}
+        training = type(current)(**{**fields, "total_timesteps": timesteps})
+        defs = build_definitions(resources={"training": training})
 
     instance = dg.DagsterInstance.get()
     retrain = defs.resolve_job_def("retraining_job").execute_in_process(
@@ -83,6 +90,10 @@ def demo() -> int:
     promotion = retrain.output_for_node("champion_model")
     print(f"venue               {trained['venue']}")
     print(f"symbols             {', '.join(trained['symbols'])}")
+    print(
+        f"training            {trained['algorithm']}, {trained['total_timesteps']:,} steps "
+        f"in {trained['train_seconds']:.0f} s"
+    )
     print(f"model registered    {trained['model_name']} v{trained['version']}")
     days = evaluation["metrics"]["candidate"]["n_days"]
     print(
@@ -250,7 +261,12 @@ def rollback(reason: str, by: str | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="perpfolio", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="run the whole pipeline on the embedded default")
+    demo_parser = commands.add_parser("demo", help="run the whole pipeline on the embedded default")
+    demo_parser.add_argument(
+        "--timesteps",
+        type=int,
+        help="training budget in environment steps (default: the environment's, 100k locally)",
+    )
     ui_parser = commands.add_parser("ui", help="start the Dagster and MLflow UIs")
     ui_parser.add_argument("--dagster-port", type=int, default=3000)
     ui_parser.add_argument("--mlflow-port", type=int, default=5000)
@@ -270,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     rollback_parser.add_argument("--by", help="who (recorded; default: $USER)")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        return demo()
+        return demo(args.timesteps)
     if args.command == "rollback":
         return rollback(args.reason, args.by)
     if args.command == "import":

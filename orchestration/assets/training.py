@@ -69,6 +69,9 @@ def trained_policy(
         "run_id": run.info.run_id,
         "train_end": spec.train_end,
         "test_start": str(market.timestamps[fold.test[0]]),
+        "algorithm": config.algorithm,
+        "total_timesteps": config.total_timesteps,
+        "train_seconds": trained.train_seconds,
         "venue": spec.venue,
         "symbols": list(spec.symbols),
     }
@@ -76,8 +79,6 @@ def trained_policy(
         summary,
         metadata={
             **summary,
-            "algorithm": config.algorithm,
-            "total_timesteps": config.total_timesteps,
             "symbols": ", ".join(spec.symbols),
             "train_bars": cut,
             "purge_bars": fold.test[0] - cut,

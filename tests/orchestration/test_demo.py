@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _demo(home: Path) -> str:
+def _demo(home: Path, *options: str) -> str:
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
@@ -26,7 +26,7 @@ def _demo(home: Path) -> str:
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
     }
     result = subprocess.run(
-        [str(bin_dir / "perpfolio"), "demo"],
+        [str(bin_dir / "perpfolio"), "demo", *options],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -48,6 +48,7 @@ def test_demo_runs_the_pipeline_twice_with_idempotent_ingestion(tmp_path):
     assert "(ok)" in _field(first, "retraining run")
     assert _field(first, "quality checks").endswith("0 failed")
     assert _field(first, "model registered") == "perpfolio-policy v1"
+    assert _field(first, "training").startswith("PPO, 100,000 steps")
     for name in ("candidate", *BASELINES):
         line = re.search(rf"^  {name}( \(benchmark\))?\s+(-?[\d.]+)\s+\[(.+?)\]", first, re.M)
         assert line, f"no metrics line with a Sharpe interval for {name}:\n{first}"
@@ -59,7 +60,9 @@ def test_demo_runs_the_pipeline_twice_with_idempotent_ingestion(tmp_path):
     rows_first = ast.literal_eval(_field(first, "raw rows"))
     assert rows_first["ohlcv"] == 4 * 5 * 24 * 365, "perp, spot, mark, index bars of a year"
 
-    second = _demo(tmp_path)
+    # The re-run checks idempotency and versioning, not learning: a small training budget.
+    second = _demo(tmp_path, "--timesteps", "2048")
     assert _field(second, "model registered") == "perpfolio-policy v2"
+    assert _field(second, "training").startswith("PPO, 2,048 steps")
     assert ast.literal_eval(_field(second, "raw rows")) == rows_first
     assert (tmp_path / "dagster" / "dagster.yaml").exists()
