@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from orchestration.assets.walk_forward import FOLDS
 from orchestration.resources.mlflow_registry import MlflowRegistry, RollbackError
 
 ingest_features_job = dg.define_asset_job(
@@ -29,7 +28,6 @@ serving_job = dg.define_asset_job(
 walk_forward_job = dg.define_asset_job(
     "walk_forward_job",
     selection=dg.AssetSelection.assets("walk_forward_fold"),
-    partitions_def=FOLDS,
     description="One walk-forward fold per partition: a fresh policy trained on the fold's train "
     "bars, it and every baseline backtested on its test window. Launch every partition (a "
     "backfill), then walk_forward_report_job.",

@@ -1,13 +1,11 @@
 """champion_model on a real MLflow registry (SQLite in tmp_path) with tiny registered versions."""
 
 import json
-import shutil
 import sqlite3
 from dataclasses import replace
 from datetime import datetime
 
 import dagster as dg
-import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
@@ -15,60 +13,8 @@ from evaluation.gate import GateConfig, decide_promotion
 from orchestration.assets.promotion import champion_model
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.settings import PromotionGateSettings
-from tests.evaluation.test_gate import evidence, metrics
-
-MODEL = "test-policy"
-SYMBOLS = ("BTC", "ETH")
-
-
-def make_registry(tmp_path) -> MlflowRegistry:
-    return MlflowRegistry(
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        artifact_root=str(tmp_path / "artifacts"),
-        model_name=MODEL,
-    )
-
-
-def register(
-    registry: MlflowRegistry,
-    venue: str = "synthetic",
-    timeframe: str = "1h",
-    symbols: tuple[str, ...] = SYMBOLS,
-    sharpe: float | None = None,
-) -> str:
-    """A new version of the registry's model: a run with training's data params and a tiny
-    artifact."""
-    experiment = registry.activate()
-    client = registry.client()
-    with mlflow.start_run(experiment_id=experiment) as run:
-        mlflow.log_params({"venue": venue, "timeframe": timeframe, "symbols": ",".join(symbols)})
-        if sharpe is not None:
-            mlflow.log_metric("oos_candidate_sharpe", sharpe)
-        mlflow.log_text("tiny policy", "policy/policy.txt")
-    name = registry.model_name
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name)
-    version = client.create_model_version(
-        name, source=f"{run.info.artifact_uri}/policy", run_id=run.info.run_id
-    )
-    return str(version.version)
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory):
-    """An MLflow store with its tables and experiment created once (migrations take seconds)."""
-    folder = tmp_path_factory.mktemp("mlflow-template")
-    make_registry(folder).activate()
-    return folder / "mlflow.db"
-
-
-@pytest.fixture
-def registry(tmp_path, empty_store):
-    """A registry of its own per test, on a copy of the empty store."""
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
-    return make_registry(tmp_path)
+from tests.support.gate import evidence, metrics
+from tests.support.registries import MODEL, SYMBOLS, register
 
 
 def _evaluation(version: str, **changes) -> dict:

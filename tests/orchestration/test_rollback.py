@@ -12,24 +12,10 @@ from orchestration.cli import main
 from orchestration.jobs import rollback_job
 from orchestration.project import MODEL_NAME, ProjectPaths
 from orchestration.resources.mlflow_registry import MlflowRegistry, RollbackError
-from tests.evaluation.test_gate import evidence
-from tests.orchestration.test_promotion import MODEL, make_registry, register
+from tests.support.gate import evidence
+from tests.support.registries import MODEL, register
 
 PASSED = decide_promotion(evidence(), GateConfig())
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory):
-    """An MLflow store with its tables and experiment created once (migrations take seconds)."""
-    folder = tmp_path_factory.mktemp("mlflow-template")
-    make_registry(folder).activate()
-    return folder / "mlflow.db"
-
-
-@pytest.fixture
-def registry(tmp_path, empty_store):
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
-    return make_registry(tmp_path)
 
 
 @pytest.fixture
