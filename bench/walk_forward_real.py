@@ -51,9 +51,7 @@ def run(home: Path, data: Path, timesteps: int | None) -> None:
     from orchestration.resources import build_resources
     from orchestration.resources.settings import TrainingSettings
 
-    overrides: dict[str, object] = {
-        "io_manager": dg.FilesystemIOManager(base_dir=str(home / "io")),
-    }
+    overrides: dict[str, object] = {}
     if timesteps is not None:
         local = build_resources("local")["training"]
         assert isinstance(local, TrainingSettings)

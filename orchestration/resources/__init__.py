@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import dagster as dg
+
 from orchestration.project import MODEL_NAME, ProjectPaths
 from orchestration.resources.dbt_cli import dbt_resource
 from orchestration.resources.market_source import market_source_for
@@ -30,6 +32,9 @@ def build_resources(environment: str | None = None) -> dict[str, object]:
         raise ValueError(f"PERPFOLIO_ENV must be one of {ENVIRONMENTS}, got {environment!r}")
     paths = ProjectPaths.from_env().ensure()
     shared = {
+        # Asset outputs as files under the Dagster home, also for in-process runs (the CLI, the
+        # demo), so a later run reads them: the walk-forward report reads every fold's output.
+        "io_manager": dg.FilesystemIOManager(base_dir=str(paths.dagster_home / "storage")),
         "warehouse": DuckDBWarehouse(path=str(paths.warehouse)),
         "dbt": dbt_resource(),
         "mlflow_registry": MlflowRegistry(

@@ -1,6 +1,6 @@
 """The walk-forward as a backfill would run it: features once, one run per fold partition of
-``walk_forward_fold``, then ``walk_forward_report``, on a persistent instance whose filesystem IO
-manager hands the folds' outputs to the report (as under ``dagster dev``).
+``walk_forward_fold``, then ``walk_forward_report``, on a persistent instance; the project's
+filesystem IO manager (``build_resources``) hands the folds' outputs to the report.
 
 The `test` environment's 60 days of hourly bars hold the default 4 folds with the default
 200-bar purge (the 32-bar observation window + the 168-bar funding z-score at 1h): the last
@@ -72,8 +72,7 @@ def _walk(home, resources: dict[str, object] | None = None):
     """Features, the 4 fold partitions (a run each) and the report, on one instance under
     ``home``; yields the ``Walk`` with the instance still open."""
     assert N_FOLDS == 4, "PERPFOLIO_WALK_FORWARD_FOLDS must be unset (default 4) for this test"
-    io = dg.FilesystemIOManager(base_dir=str(home / "io"))
-    defs = build_definitions("test", resources={**(resources or {}), "io_manager": io})
+    defs = build_definitions("test", resources=resources or {})
     (home / "instance").mkdir()
     with dg.instance_for_test(temp_dir=str(home / "instance")) as instance:
         ingest = defs.resolve_job_def("ingest_features_job").execute_in_process(instance=instance)
