@@ -13,6 +13,7 @@ from orchestration.assets.promotion import champion_model
 from orchestration.definitions import build_definitions
 from orchestration.project import CHAMPION_ALIAS, MODEL_NAME, ProjectPaths
 from orchestration.resources.settings import PromotionGateSettings
+from tests.support.walk_forward import KEYS, STRATEGIES, check_report, check_windows, run_walk
 
 pytestmark = pytest.mark.slow
 
@@ -203,3 +204,74 @@ def test_reingestion_leaves_raw_row_counts_unchanged(retrain, defs):
 
 def test_mlflow_tracking_points_at_the_embedded_store(retrain):
     assert mlflow.get_tracking_uri() == ProjectPaths.from_env().mlflow_tracking_uri
+
+
+@pytest.fixture(scope="module")
+def walk(retrain, defs, project_home):
+    """The 4-fold walk-forward over the features the retraining run built (the `test`
+    environment's 60 days hold 4 folds with the default 200-bar purge: 4 test windows of about
+    80 bars, fold 0 still trains on about 750)."""
+    assert retrain.success
+    yield from run_walk(defs, project_home)
+
+
+def test_each_fold_partition_is_its_own_materialization_with_metadata(walk):
+    for key, run in zip(KEYS, walk.folds, strict=True):
+        (event,) = run.get_asset_materialization_events()
+        assert event.partition == key
+        meta = {k: v.value for k, v in event.materialization.metadata.items()}
+        assert meta["fold"] == key
+        assert int(meta["test_bars"]) >= 75 and int(meta["train_bars"]) >= 700
+        assert np.isfinite(meta["candidate_sharpe"]) and np.isfinite(meta["candidate_ror"])
+        assert {f"{n}_sharpe" for n in BASELINES} <= set(meta)
+        assert meta["cash_sharpe"] == 0.0
+        assert meta["train_seconds"] > 0
+    records = walk.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("walk_forward_fold")), limit=10
+    ).records
+    assert sorted(r.partition_key for r in records) == KEYS
+    for out in walk.fold_outputs():
+        assert set(out["metrics"]) == set(out["ledgers"]) == STRATEGIES
+        assert out["run_id"]
+
+
+def test_folds_test_windows_are_consecutive_and_purged_after_their_train(walk):
+    times = check_windows(walk)
+    # 60 days less the features' warm-up; the last quarter split in 4, the later ones longer.
+    bars = [t["test_bars"] for t in times]
+    assert max(bars) - min(bars) <= 1 and 300 <= sum(bars) <= 360
+
+
+def test_report_stitches_the_folds_with_metrics_and_statistics(walk):
+    check_report(walk, check_windows(walk))
+
+
+def test_report_metadata_has_the_plots_and_the_fold_table(walk):
+    meta = walk.report_metadata()
+    assert meta["folds"] == 4
+    assert meta["n_oos_bars"] == walk.report_output()["n_oos_bars"]
+    plots = {k: v for k, v in meta.items() if k.startswith("plot_")}
+    assert "plot_equity" in plots and len(plots) >= 2
+    for image in plots.values():
+        assert image.startswith("![") and "data:image/png;base64," in image
+    rows = [line for line in meta["fold_table"].splitlines() if line.startswith("| fold-")]
+    assert [row.split("|")[1].strip() for row in rows] == KEYS
+    assert {f"{n}_sharpe" for n in STRATEGIES} <= set(meta)
+
+
+def test_rerunning_one_fold_replaces_its_ledger_rows_and_the_report_counts_trials(walk):
+    before = walk.ledger_counts()
+    job = walk.defs.resolve_job_def("walk_forward_job")
+    again = job.execute_in_process(partition_key="fold-2", instance=walk.instance)
+    assert again.success
+    assert walk.ledger_counts() == before
+    assert sum(n for (e, _), n in before.items() if e == "walk-forward/fold-2") == 7 * int(
+        walk.summaries()[2]["test_bars"]
+    )
+    report = walk.defs.resolve_job_def("walk_forward_report_job").execute_in_process(
+        instance=walk.instance
+    )
+    second = report.output_for_node("walk_forward_report")
+    assert second["n_oos_bars"] == walk.report_output()["n_oos_bars"]
+    assert second["n_trials"] == 2, "the first report on the same data is a trial"
+    assert second["deflated_sharpe"] <= second["probabilistic_sharpe"]

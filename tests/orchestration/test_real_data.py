@@ -11,10 +11,12 @@ from orchestration.assets.features import dbt_features
 from orchestration.assets.ingestion import raw_market_data
 from orchestration.assets.training import trained_policy
 from orchestration.checks import QUALITY_CHECKS
+from orchestration.definitions import build_definitions
 from orchestration.project import ProjectPaths
 from orchestration.resources import build_resources
 from orchestration.resources.market_source import FileMarketSource
 from tests.support.real_data import cut_copy
+from tests.support.walk_forward import check_report, check_windows, run_walk
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +89,20 @@ def test_the_gap_bars_are_flagged_and_carry_the_last_spot_close(run):
     assert rows[4][2] != rows[4][3], "the 08:00 spot bar is real again"
     filled = _query("SELECT count(*) FROM marts.fct_features WHERE timeframe = '1h' AND filled = 1")
     assert filled == [(10,)]
+
+
+@pytest.fixture(scope="module")
+def real_walk(run, project_home):
+    """The 4-fold walk on the module's real BTC and ETH bars (60 days, like `test`)."""
+    source = FileMarketSource(kind="freqtrade", path=str(project_home / "data"))
+    defs = build_definitions("test", resources={"market_source": source})
+    yield from run_walk(defs, project_home)
+
+
+def test_walk_forward_on_real_data(real_walk):
+    times = check_windows(real_walk)
+    report = check_report(real_walk, times)
+    assert report["n_oos_bars"] > 300
+    assert real_walk.fold_outputs()[0]["ledgers"]["candidate"].symbols == ("BTC", "ETH")
+    meta = real_walk.report_metadata()
+    assert "data:image/png;base64," in meta["plot_equity"]
