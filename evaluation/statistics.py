@@ -202,6 +202,13 @@ def expected_max_sharpe(n_trials: int, trial_sharpe_variance: float) -> float:
     return float(np.sqrt(trial_sharpe_variance) * quantiles)
 
 
+def trial_sharpe_variance(sharpes: Sequence[float]) -> float:
+    """Variance (ddof 1) of the trials' annualized Sharpe ratios, the deflated ratio's ``V``:
+    non-finite ones left out, 0 with fewer than two finite ones."""
+    finite = [float(v) for v in sharpes if np.isfinite(v)]
+    return float(np.var(finite, ddof=1)) if len(finite) >= 2 else 0.0
+
+
 def deflated_sharpe_ratio(returns: ArrayLike, n_trials: int, trial_sharpe_variance: float) -> float:
     """Deflated Sharpe ratio (Bailey & López de Prado 2014): ``PSR(SR0)``, the probability that
     the true Sharpe ratio exceeds the maximum expected from ``n_trials`` trials of no skill.

@@ -15,7 +15,6 @@ from typing import Any
 
 import dagster as dg
 import mlflow
-import numpy as np
 import pandas as pd
 
 from evaluation.engine import write_ledgers
@@ -23,6 +22,7 @@ from evaluation.evaluate import CANDIDATE, compare
 from evaluation.ledger import Ledger
 from evaluation.metrics import compute_metrics
 from evaluation.report import markdown_image, tear_sheet
+from evaluation.statistics import trial_sharpe_variance
 from evaluation.strategies import BENCHMARKS
 from evaluation.walkforward import (
     WalkForwardConfig,
@@ -169,9 +169,12 @@ def walk_forward_report(
         *earlier_report_sharpes(mlflow_registry, experiment_id, data),
         compute_metrics(stitched[CANDIDATE]).sharpe,
     ]
-    finite = [v for v in sharpes if np.isfinite(v)]
-    variance = float(np.var(finite, ddof=1)) if len(finite) >= 2 else 0.0
-    result = compare(stitched, baselines, n_trials=len(sharpes), trial_sharpe_variance=variance)
+    result = compare(
+        stitched,
+        baselines,
+        n_trials=len(sharpes),
+        trial_sharpe_variance=trial_sharpe_variance(sharpes),
+    )
     metrics, intervals, best = result.metrics, result.sharpe_ci, result.best_baseline
     difference, psr, dsr = (
         result.sharpe_difference_ci,

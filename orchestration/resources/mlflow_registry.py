@@ -16,12 +16,12 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
-import numpy as np
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from evaluation.gate import GateDecision
+from evaluation.statistics import trial_sharpe_variance
 from orchestration.project import CHAMPION_ALIAS, PREVIOUS_ALIAS
 
 EXPERIMENT = "perpfolio"
@@ -213,11 +213,5 @@ class MlflowRegistry(dg.ConfigurableResource):
         Sharpe ratios (``oos_candidate_sharpe``; trials without a finite one are counted but
         left out of the variance, which is 0 with fewer than two)."""
         runs = self._trial_runs(venue, timeframe, symbols)
-        sharpes = [
-            value
-            for run in runs
-            if (value := run.data.metrics.get(TRIAL_SHARPE_METRIC)) is not None
-            and math.isfinite(value)
-        ]
-        variance = float(np.var(sharpes, ddof=1)) if len(sharpes) >= 2 else 0.0
-        return len(runs), variance
+        sharpes = [run.data.metrics.get(TRIAL_SHARPE_METRIC, math.nan) for run in runs]
+        return len(runs), trial_sharpe_variance(sharpes)
