@@ -113,17 +113,6 @@ def policy_actor(name: str, policy: PolicyModel) -> PolicyActor:
     return PolicyActor(name, policy.act)
 
 
-def first_bar_after(market: MarketData, timestamp: str | np.datetime64) -> int:
-    """Index of the first bar strictly after ``timestamp``."""
-    bound = np.asarray(timestamp, dtype="datetime64[ns]")
-    index = int(np.searchsorted(market.timestamps, bound, side="right"))
-    if index >= market.n_bars - 1:
-        raise ValueError(
-            f"no out-of-sample bars after {timestamp} (market ends {market.timestamps[-1]})"
-        )
-    return index
-
-
 def evaluate_strategies(
     market: MarketData,
     env_config: EnvConfig,

@@ -92,9 +92,9 @@ class WalkForwardConfig:
     """``expanding``: every train window starts at bar 0; ``rolling``: each has ``train_bars``."""
     test_fraction: float = 0.25
     """Trailing fraction of all bars the test windows cover together when ``test_bars`` is
-    None: the last ``n_bars - round(n_bars * (1 - test_fraction))`` bars (the cut of
-    ``training.data.split_index``), split into ``n_folds`` windows whose lengths differ by at
-    most one bar (the later ones are the longer)."""
+    None: the last ``n_bars - round(n_bars * (1 - test_fraction))`` bars, split into
+    ``n_folds`` windows whose lengths differ by at most one bar (the later ones are the
+    longer)."""
     test_bars: int | None = None
     """Bars per test window; when set, the test windows cover the last ``n_folds * test_bars``
     bars and ``test_fraction`` is ignored."""
@@ -194,8 +194,8 @@ def make_folds(n_bars: int, config: WalkForwardConfig) -> list[Fold]:
     Test windows are consecutive and end at the last bar. Each fold then steps back from its
     test start: ``purge_bars``, the validation window, ``purge_bars`` again, and the train
     window ends there. With ``n_folds=1``, ``validation_bars=0`` and ``purge_bars=0`` the one
-    fold is today's split: train ``[0, cut)``, test ``[cut, n_bars)`` with ``cut`` from
-    ``training.data.split_index``.
+    fold is a plain split: train ``[0, cut)``, test ``[cut, n_bars)`` with ``cut =
+    round(n_bars * (1 - test_fraction))``.
     """
     k, purge, val = config.n_folds, config.purge_bars, config.validation_bars
     if config.test_bars is None:

@@ -167,18 +167,3 @@ def load_market(
     """The feature mart of ``symbols`` at one venue and timeframe as ``MarketData``."""
     frame = read_feature_frame(warehouse, venue, timeframe, feature_columns, tuple(symbols))
     return market_from_frame(frame, feature_columns, timeframe, tuple(symbols))
-
-
-def split_index(market: MarketData, test_fraction: float, window: int) -> int:
-    """First out-of-sample bar: training uses bars before it, evaluation the bars from it on.
-
-    The first out-of-sample decision is taken at the close of the bar before it (with in-sample
-    features, as live trading would) and fills at its open, so no bar's return is in both parts.
-    """
-    cut = int(round(market.n_bars * (1.0 - test_fraction)))
-    if cut <= 2 * window or market.n_bars - cut < 2:
-        raise ValueError(
-            f"{market.n_bars} bars are too few to split at test_fraction={test_fraction} "
-            f"with window={window}"
-        )
-    return cut

@@ -132,15 +132,12 @@ def policy_evaluation(
         (out / "gate_evidence.json").write_text(json.dumps(result.evidence.to_dict(), indent=2))
         sheet = tear_sheet(
             result.ledgers,
-            out / "tear_sheet",
+            out,
             candidate=CANDIDATE,
             benchmarks=BENCHMARKS,
             metrics={n: m.as_dict() for n, m in result.metrics.items()},
         )
-        for path in out.iterdir():
-            if path.is_file():
-                client.log_artifact(run_id, str(path), artifact_path="evaluation")
-        client.log_artifacts(run_id, str(out / "tear_sheet"), artifact_path="evaluation")
+        client.log_artifacts(run_id, tmp, artifact_path="evaluation")
         plots = {name: markdown_image(path) for name, path in sheet.images.items()}
 
     candidate_metrics = result.metrics[CANDIDATE]

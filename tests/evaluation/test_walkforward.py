@@ -26,7 +26,6 @@ from evaluation.walkforward import (
 )
 from tests.support.markets import make_synthetic_market
 from training.config import TrainConfig
-from training.data import split_index
 from training.env_config import EnvConfig
 from training.market import MarketData
 
@@ -122,7 +121,7 @@ def test_expanding_trains_from_bar_zero_and_rolling_keeps_its_length():
 def test_one_fold_without_purge_is_todays_split():
     market = make_synthetic_market(n_bars=403)
     (fold,) = make_folds(market.n_bars, WalkForwardConfig(n_folds=1, purge_bars=0))
-    cut = split_index(market, 0.25, window=32)
+    cut = round(403 * 0.75)
     assert fold.train == (0, cut) and fold.test == (cut, 403) and fold.validation is None
     (purged,) = make_folds(market.n_bars, WalkForwardConfig(n_folds=1, purge_bars=50))
     assert purged.train == (0, cut - 50) and purged.test == (cut, 403)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.data import load_market, market_from_frame, split_index
+from training.data import load_market, market_from_frame
 
 FEATURES = ("basis", "log_return_1")
 BOTH = ("BTC", "ETH")
@@ -124,11 +124,3 @@ def test_a_configured_symbol_without_rows_is_named(tmp_path):
     path = _mart(tmp_path, _frame())
     with pytest.raises(ValueError, match=r"no rows for symbol\(s\) SOL at venue='binance'"):
         load_market(path, "binance", "1h", FEATURES, symbols=("BTC", "SOL"))
-
-
-def test_split_keeps_the_tail_out_of_sample():
-    market = market_from_frame(_frame(200), FEATURES, "1h", BOTH)
-    cut = split_index(market, test_fraction=0.25, window=8)
-    assert cut == round(199 * 0.75)
-    with pytest.raises(ValueError, match="too few"):
-        split_index(market, test_fraction=0.25, window=100)
