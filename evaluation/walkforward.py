@@ -347,8 +347,8 @@ def run_fold(
 ) -> FoldResult:
     """Train a fresh policy on ``fold.train`` only, then backtest it and the baselines.
 
-    The policy (``train_policy`` on ``market.slice(*fold.train)``) acts through its SB3
-    ``predict(obs, deterministic=True)`` on observations built with the train window's
+    The policy (``train_policy`` on ``market.slice(*fold.train)``) acts through
+    ``TrainedPolicy.act`` (deterministic) on observations built with the train window's
     normalizer. Each evaluation window ``[start, stop)`` is backtested on
     ``market.slice(0, stop)`` from ``first_bar = start``, so no bar after the window is read and
     the ``env.window`` warm-up bars before it lie in the purge gap. ``baselines`` (default
@@ -374,16 +374,13 @@ def run_fold(
     if fold.test[1] > market.n_bars:
         raise ValueError(f"{fold.name}: test window ends at bar {fold.test[1]}, after the market")
     policy = train_policy(market.slice(*fold.train), train_config)
-    algorithm = policy.algorithm
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        return np.asarray(algorithm.predict(obs, deterministic=True)[0])
 
     def run(window: Window) -> dict[str, Ledger]:
         visible = market.slice(0, window[1])
         chosen = BASELINES if baselines is None else baselines
         env, normalizer = train_config.env, policy.builder.normalizer
-        ledgers = backtest(visible, env, normalizer, [PolicyActor(candidate, act)], window[0])
+        actor = PolicyActor(candidate, policy.act)
+        ledgers = backtest(visible, env, normalizer, [actor], window[0])
         scheduled: list[Strategy] = [build(visible) for build in chosen.values()]
         return ledgers | backtest(visible, baseline_env(env), None, scheduled, window[0])
 

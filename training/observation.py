@@ -64,6 +64,46 @@ class FeatureNormalizer:
 
 
 @dataclass(frozen=True)
+class ObservationScaling:
+    """Running observation statistics applied on top of the built observation (SB3's
+    ``VecNormalize``): ``clip((obs - mean) / sqrt(var + epsilon), -clip, clip)``. They are fitted
+    during training and ship with the model, so evaluation and serving scale like training."""
+
+    mean: np.ndarray
+    """(D,) running mean of each observation entry."""
+    var: np.ndarray
+    """(D,) running variance of each observation entry."""
+    clip: float = 10.0
+    """Bound of the scaled observation."""
+    epsilon: float = 1e-8
+    """Added to the variance before the square root."""
+
+    def apply(self, observations: np.ndarray) -> np.ndarray:
+        """Scaled float32 copy of (..., D) observations."""
+        z = (np.asarray(observations, np.float64) - self.mean) / np.sqrt(self.var + self.epsilon)
+        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        """JSON-serializable form."""
+        return {
+            "mean": np.asarray(self.mean).tolist(),
+            "var": np.asarray(self.var).tolist(),
+            "clip": self.clip,
+            "epsilon": self.epsilon,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ObservationScaling:
+        """Inverse of ``to_dict``."""
+        return cls(
+            mean=np.asarray(d["mean"], dtype=np.float64),
+            var=np.asarray(d["var"], dtype=np.float64),
+            clip=float(d["clip"]),
+            epsilon=float(d["epsilon"]),
+        )
+
+
+@dataclass(frozen=True)
 class PortfolioState:
     """Account state the observation needs; arrays may carry a leading batch axis."""
 

@@ -13,7 +13,7 @@ from stable_baselines3.common.utils import set_random_seed
 
 from training.config import TrainConfig
 from training.market import MarketData
-from training.observation import FeatureNormalizer, ObservationBuilder
+from training.observation import FeatureNormalizer, ObservationBuilder, ObservationScaling
 from training.policy_model import ALGORITHMS
 from training.vec_env import BatchedPerpPortfolioVecEnv
 
@@ -26,6 +26,15 @@ class TrainedPolicy:
     builder: ObservationBuilder
     config: TrainConfig
     train_seconds: float
+    scaling: ObservationScaling | None = None
+    """Observation statistics the policy was trained on, if ``normalize_observations``."""
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """Deterministic actions in [-1, 1] for a (B, D) batch of built observations."""
+        obs = np.asarray(observations, np.float32)
+        if self.scaling is not None:
+            obs = self.scaling.apply(obs)
+        return np.asarray(self.algorithm.predict(obs, deterministic=True)[0], np.float64)
 
 
 def train_policy(train_market: MarketData, config: TrainConfig) -> TrainedPolicy:
