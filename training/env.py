@@ -65,7 +65,7 @@ class PerpPortfolioEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Decide at the close of the current bar, simulate the next bar."""
         sim = self.sim
-        reward, terminated, arrays = sim.step(np.asarray(action, dtype=np.float64)[None])
+        reward, terminated, arrays = sim.decide(np.asarray(action, dtype=np.float64)[None])
         t = int(sim.t[0])
         info = {k: v[0] for k, v in arrays.items()}  # np.float64 is a float
         info["liquidated"] = bool(info["liquidated"])

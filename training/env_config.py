@@ -42,6 +42,9 @@ class EnvConfig:
     """Keep an asset's position when |target weight - current weight| is below this."""
     episode_length: int | None = 256
     """Decisions per episode (then truncated); None = from the first possible bar to the end."""
+    decision_interval: int = 1
+    """k: the agent decides at every k-th bar close and holds its positions (no orders) for the
+    k - 1 bars between; a step of the env spans k bars and its reward is the sum over them."""
     random_start: bool = True
     """Draw the first decision bar uniformly inside [start, stop) (ignored if length is None)."""
     initial_equity: float = 10_000.0
@@ -58,6 +61,11 @@ class EnvConfig:
     """Extra penalty per unit of slippage / equity (slippage is already inside dEquity)."""
     beta: float = 1.0
     """Penalty on the step that ends in liquidation."""
+    turnover_penalty: float = 0.0
+    """Subtracted from the reward per unit of turnover (traded notional / equity) of a bar, on
+    top of the fees and slippage already inside dEquity."""
+    reward_scale: float = 1.0
+    """Every bar's reward is multiplied by this (after the penalties)."""
     delay_k: int = 24
     """k for the delayed reward: bars between a decision and its delayed credit."""
     delay_weight: float = 1.0
@@ -78,6 +86,12 @@ class EnvConfig:
             raise ValueError(f"reward: {self.reward!r} not in {REWARDS}")
         if self.episode_length is not None and self.episode_length < 1:
             raise ValueError("episode_length: must be >= 1 or None")
+        if self.decision_interval < 1:
+            raise ValueError(f"decision_interval: must be >= 1, got {self.decision_interval}")
+        if self.turnover_penalty < 0:
+            raise ValueError(f"turnover_penalty: must be >= 0, got {self.turnover_penalty}")
+        if not self.reward_scale > 0:
+            raise ValueError(f"reward_scale: must be > 0, got {self.reward_scale}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON-serializable)."""

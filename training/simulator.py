@@ -110,6 +110,22 @@ def _fields(state: PortfolioState) -> list[Any]:
     return [getattr(state, f.name) for f in dataclasses.fields(state)]
 
 
+_SUMMED = (
+    "fees",
+    "slippage",
+    "funding",
+    "turnover",
+    "liquidation_fee",
+    "asset_realized",
+    "asset_fees",
+    "asset_slippage",
+    "asset_funding",
+)
+"""Info entries that ``decide`` sums over the bars of a decision span."""
+_LAST = ("equity", "cash", "weights", "unrealized_pnl")
+"""Info entries that ``decide`` takes from the span's last bar."""
+
+
 class BatchedSimulator:
     """B accounts stepping through one market with one set of numpy operations.
 
@@ -131,13 +147,16 @@ class BatchedSimulator:
         self.first = start + config.window - 1
         self.last = stop - 1  # last bar whose close ends a step
         available = self.last - self.first
-        if available < 1 or (config.episode_length or 0) > available:
+        self.interval = k = config.decision_interval
+        if available < k or (config.episode_length or 0) * k > available:
             raise ValueError(
                 f"bars [{start}, {stop}) leave {available} steps after a window of "
-                f"{config.window}; episode_length={config.episode_length}"
+                f"{config.window}; episode_length={config.episode_length} decisions of "
+                f"decision_interval={k} bars"
             )
         self.market, self.config, self.n_envs = market, config, n_envs
-        self.length = config.episode_length or available
+        # bars per episode: whole decisions only
+        self.length = config.episode_length * k if config.episode_length else available // k * k
         self.n_assets = n = market.n_assets
         if normalizer is None:
             normalizer = FeatureNormalizer.fit(market.features[start:stop])
@@ -270,13 +289,18 @@ class BatchedSimulator:
         self._now_packed, self._now = packed, bar
         self.portfolio = self._portfolio(bar, terms, sums)
         reward = self.reward_fn(eq0, equity, sums.slippage, liquidated)
+        turnover = sums.traded / eq0
+        if self.config.turnover_penalty:
+            reward = reward - self.config.turnover_penalty * turnover
+        if self.config.reward_scale != 1.0:
+            reward = reward * self.config.reward_scale
         info = {
             "equity": equity,
             "cash": cash,
             "fees": fees,
             "slippage": sums.slippage,
             "funding": funding,
-            "turnover": sums.traded / eq0,
+            "turnover": turnover,
             "liquidated": liquidated,
             "liquidation_fee": liquidation_fee,
             "weights": self.portfolio.weights,
@@ -286,6 +310,36 @@ class BatchedSimulator:
             "asset_slippage": terms.slippage,
             "asset_funding": asset_funding,
         }
+        return reward, liquidated, info
+
+    def decide(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """One decision: ``step(actions)``, then ``decision_interval - 1`` bars holding every
+        position. Returns the summed reward, whether the account was liquidated and the info of
+        the span (flows summed, states of its last bar).
+
+        An account liquidated inside the span holds (flat) for the rest of it; its reward and
+        flows stop at the liquidation bar."""
+        first = self.step(actions)
+        if self.interval == 1:
+            return first
+        reward, liquidated, info = first
+        reward, info = reward.copy(), dict(info)
+        hold = np.ones((self.n_envs, self.n_assets), dtype=bool)
+        alive = ~liquidated
+        for _ in range(self.interval - 1):
+            with np.errstate(divide="ignore", invalid="ignore"):  # a liquidated equity of 0
+                bar_reward, bar_liquidated, bar = self.step(actions, hold)
+            reward += np.where(alive, bar_reward, 0.0)
+            for key in _SUMMED:
+                flow = bar[key]
+                info[key] = info[key] + np.where(
+                    alive if flow.ndim == 1 else alive[:, None], flow, 0.0
+                )
+            for key in _LAST:
+                info[key] = bar[key]
+            liquidated = liquidated | (bar_liquidated & alive)
+            alive = ~liquidated
+        info["liquidated"] = liquidated
         return reward, liquidated, info
 
     def _gather(self, t: np.ndarray) -> np.ndarray:

@@ -85,7 +85,7 @@ class BatchedPerpPortfolioVecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         """Step all sub-envs; auto-reset the finished ones."""
         sim = self.sim
-        reward, terminated, arrays = sim.step(self._actions)
+        reward, terminated, arrays = sim.decide(self._actions)
         truncated = ~terminated & (sim.steps >= sim.length)
         done = terminated | truncated
         obs = sim.observations()
