@@ -13,6 +13,9 @@ the gross cap at its current weight. The first decision takes, per asset, the la
 or before the first decision bar, so a strategy starts from the book its schedule holds then
 (a daily rebalance need not wait for the next midnight, a buy-and-hold buys at the start).
 
+A policy decides at the first decision bar and then every ``env_config.decision_interval``
+bars, holding every position in between, as it did in training.
+
 An account liquidated in a step places no order afterwards: it stays flat (its ledger marks the
 bar in ``liquidated``).
 """
@@ -79,7 +82,11 @@ def backtest(
     if not strategies:
         raise ValueError("no strategies to backtest")
     config = replace(
-        env_config, episode_length=None, random_start=False, randomization=RandomizationConfig()
+        env_config,
+        episode_length=None,
+        random_start=False,
+        randomization=RandomizationConfig(),
+        decision_interval=1,  # the engine steps bar by bar; policies decide every interval
     )
     start = first_bar - config.window
     if start < 0:
@@ -101,6 +108,11 @@ def backtest(
         for i, s in enumerate(strategies)
         if isinstance(s, PolicyActor)
     ]
+    interval = env_config.decision_interval
+    if interval > 1 and policy_rows:  # between decisions a policy holds every position
+        between = np.arange(steps) % interval != 0
+        hold_plan[np.ix_(between, policies)] = True
+        holds |= between
     equity0 = sim.equity.copy()
     infos: list[dict[str, np.ndarray]] = []
     dead, any_dead = np.zeros(b, dtype=bool), False
@@ -110,7 +122,7 @@ def backtest(
             hold = hold_plan[k]
             actions = np.where(hold, sim.portfolio.weights / leverage, actions)
         for i, strategy, idx in policy_rows:
-            if not dead[i]:
+            if not dead[i] and k % interval == 0:
                 actions[i] = _act(strategy, sim.observations(idx), n)
         if any_dead:  # a liquidated account may have 0 equity: its turnover is 0 / 0
             with np.errstate(divide="ignore", invalid="ignore"):

@@ -347,6 +347,10 @@ def run_fold(
 ) -> FoldResult:
     """Train a fresh policy on ``fold.train`` only, then backtest it and the baselines.
 
+    With a validation window and ``train_config.validation_every``, training keeps the
+    checkpoint with the best validation Sharpe (and stops early per its patience); the test
+    window never enters that choice.
+
     The policy (``train_policy`` on ``market.slice(*fold.train)``) acts through
     ``TrainedPolicy.act`` (deterministic) on observations built with the train window's
     normalizer. Each evaluation window ``[start, stop)`` is backtested on
@@ -373,7 +377,19 @@ def run_fold(
             )
     if fold.test[1] > market.n_bars:
         raise ValueError(f"{fold.name}: test window ends at bar {fold.test[1]}, after the market")
-    policy = train_policy(market.slice(*fold.train), train_config)
+    validate = None
+    if fold.validation is not None and train_config.validation_every > 0:
+        validation_window = fold.validation
+
+        def validate(trained: TrainedPolicy) -> float:
+            visible = market.slice(0, validation_window[1])
+            actor = PolicyActor(candidate, trained.act)
+            normalizer = trained.builder.normalizer
+            ledgers = backtest(visible, train_config.env, normalizer, [actor], validation_window[0])
+            sharpe = compute_metrics(ledgers[candidate]).sharpe
+            return sharpe if math.isfinite(sharpe) else -math.inf
+
+    policy = train_policy(market.slice(*fold.train), train_config, validate)
 
     def run(window: Window) -> dict[str, Ledger]:
         visible = market.slice(0, window[1])
