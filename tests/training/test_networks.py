@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +21,7 @@ from training.env_config import EnvConfig
 from training.networks import (
     EIIEPolicy,
     PerAssetEncoder,
+    TemporalConv,
     n_parameters,
     policy_kwargs_for,
 )
@@ -45,9 +47,11 @@ def observation_space(n_assets: int) -> gym.spaces.Box:
     return gym.spaces.Box(-10.0, 10.0, (dim,), np.float32)
 
 
-def make_policy(name: str, n_assets: int) -> ActorCriticPolicy:
+def make_policy(name: str, n_assets: int, **encoder_kwargs: Any) -> ActorCriticPolicy:
     """A standalone policy of network ``name`` for ``n_assets`` assets."""
-    policy, kwargs = policy_kwargs_for(name, n_assets, WINDOW, N_FEATURES)
+    policy, kwargs = policy_kwargs_for(
+        name, n_assets, WINDOW, N_FEATURES, encoder_kwargs=encoder_kwargs
+    )
     policy_class = policy if isinstance(policy, type) else ActorCriticPolicy
     action_space = gym.spaces.Box(-1.0, 1.0, (n_assets,), np.float32)
     return policy_class(
@@ -120,10 +124,10 @@ def test_encoder_unpacks_each_asset_from_the_observation_layout() -> None:
     obs = observations(features, portfolio, t)
     encoder = PerAssetEncoder(observation_space(N_ASSETS), N_ASSETS, WINDOW, N_FEATURES)
     windows, entries = encoder.per_asset_inputs(torch.as_tensor(obs))
-    assert windows.shape == (16, N_ASSETS, N_FEATURES, WINDOW)
+    assert windows.shape == (16, N_ASSETS, WINDOW, N_FEATURES)
     assert entries.shape == (16, N_ASSETS, 7)
     b, i = 5, 2
-    expected_window = features[t[b] - WINDOW + 1 : t[b] + 1, i, :].T
+    expected_window = features[t[b] - WINDOW + 1 : t[b] + 1, i, :]
     np.testing.assert_allclose(windows[b, i].numpy(), expected_window, rtol=1e-6)
     expected_entries = [
         portfolio.weights[b, i],
@@ -137,12 +141,26 @@ def test_encoder_unpacks_each_asset_from_the_observation_layout() -> None:
     np.testing.assert_allclose(entries[b, i].numpy(), expected_entries, rtol=1e-5, atol=1e-7)
 
 
-def test_permuting_the_assets_permutes_embeddings_and_actions_and_keeps_the_value() -> None:
+def test_the_temporal_convolution_is_conv1d() -> None:
+    conv = nn.Conv1d(N_FEATURES, 5, 3)
+    temporal = TemporalConv(N_FEATURES, WINDOW, 5, 3)
+    with torch.no_grad():
+        temporal.linear.weight.copy_(conv.weight.permute(0, 2, 1).reshape(5, -1))
+        temporal.linear.bias.copy_(conv.state_dict()["bias"])
+        windows = torch.randn(7, WINDOW, N_FEATURES)
+        expected = conv(windows.transpose(1, 2)).transpose(1, 2).flatten(1)
+        np.testing.assert_allclose(temporal(windows).numpy(), expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("encoder_kwargs", [{}, {"conv_channels": 0}])
+def test_permuting_the_assets_permutes_embeddings_and_actions_and_keeps_the_value(
+    encoder_kwargs: dict[str, Any],
+) -> None:
     perm = [2, 0, 1]
     features, portfolio, t = random_inputs(N_ASSETS)
     obs = observations(features, portfolio, t)
     obs_perm = observations(features[:, perm], permuted(portfolio, perm), t)
-    policy = make_policy("eiie", N_ASSETS)
+    policy = make_policy("eiie", N_ASSETS, **encoder_kwargs)
     randomize(policy)
     encoder = policy.features_extractor
     assert isinstance(encoder, PerAssetEncoder)
@@ -168,6 +186,9 @@ def test_permuting_the_assets_permutes_embeddings_and_actions_and_keeps_the_valu
 def test_parameter_count_does_not_depend_on_the_number_of_assets() -> None:
     counts = {n: n_parameters(make_policy("eiie", n)) for n in (2, 3, 7)}
     assert len(set(counts.values())) == 1
+    # W=8, F=4: conv 3*4*8+8, head (8*6+7)*64+64 + 64*16+16, actor 32*64+64 + 64+1,
+    # critic 16*64+64 + 64+1, log std 1
+    assert counts[3] == 104 + 3584 + 1040 + 2112 + 65 + 1088 + 65 + 1
     mlp_counts = [n_parameters(make_policy("mlp", n)) for n in (2, 3)]
     assert mlp_counts[1] > mlp_counts[0]
 
