@@ -1,4 +1,5 @@
-"""A trained policy as an MLflow pyfunc model: the SB3 weights plus what builds its observation."""
+"""A trained policy as an MLflow pyfunc model: the SB3 weights, their ONNX export, and what builds
+and scales its observation. Serving runs the ONNX graph on onnxruntime when the version has one."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from training.actions import target_weights
 from training.env_config import EnvConfig
-from training.observation import ObservationBuilder
+from training.observation import ObservationBuilder, ObservationScaling
+from training.onnx_export import OnnxPolicy, export_policy
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "A2C": A2C, "SAC": SAC}
 
-MODEL_DEPENDENCIES = ("stable-baselines3", "torch", "gymnasium", "numpy", "mlflow")
+MODEL_DEPENDENCIES = ("stable-baselines3", "torch", "gymnasium", "numpy", "mlflow", "onnxruntime")
 """Distributions a served policy imports; their versions are the installed, pinned ones."""
 
 
@@ -72,46 +74,87 @@ class PolicySpec:
         return tuple(self.builder.feature_names)
 
 
+ONNX_BACKEND, SB3_BACKEND = "onnxruntime", "sb3"
+"""What a ``PolicyModel`` acts with: the exported graph, or the SB3 policy itself."""
+
+
 class PolicyModel(PythonModel):
-    """pyfunc wrapper: ``predict`` maps observations (rows) to target weights per asset."""
+    """pyfunc wrapper: ``predict`` maps built observations (rows) to target weights per asset.
+
+    Acts on onnxruntime when the version carries ``policy.onnx`` (which scales observations
+    inside the graph), otherwise with SB3's ``predict`` on observations scaled by ``scaling``.
+    """
 
     spec: PolicySpec
     algorithm: BaseAlgorithm
+    scaling: ObservationScaling | None = None
+    """Observation statistics the policy was trained on (None: unscaled)."""
+    onnx: OnnxPolicy | None = None
+    """The exported actor on onnxruntime, when the version has one."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        self.spec = PolicySpec.from_dict(json.loads(Path(context.artifacts["spec"]).read_text()))
-        self.algorithm = ALGORITHMS[self.spec.algorithm].load(
-            context.artifacts["policy"], device="cpu"
-        )
+        artifacts = context.artifacts
+        self.spec = PolicySpec.from_dict(json.loads(Path(artifacts["spec"]).read_text()))
+        self.algorithm = ALGORITHMS[self.spec.algorithm].load(artifacts["policy"], device="cpu")
+        if "scaling" in artifacts:
+            scaling = json.loads(Path(artifacts["scaling"]).read_text())
+            self.scaling = ObservationScaling.from_dict(scaling)
+        if "onnx" in artifacts:
+            self.onnx = OnnxPolicy(artifacts["onnx"])
+
+    @property
+    def backend(self) -> str:
+        """``ONNX_BACKEND`` or ``SB3_BACKEND``: what ``act`` and ``predict`` run."""
+        return SB3_BACKEND if self.onnx is None else ONNX_BACKEND
 
     def act(self, observations: np.ndarray) -> np.ndarray:
-        """Deterministic actions in [-1, 1] for a batch of observations."""
-        actions, _ = self.algorithm.predict(
-            np.asarray(observations, np.float32), deterministic=True
-        )
+        """Deterministic actions in [-1, 1] (B, N) for a (B, D) batch of built observations."""
+        if self.onnx is not None:
+            return self.onnx.act(observations)
+        obs = np.asarray(observations, np.float32)
+        if self.scaling is not None:
+            obs = self.scaling.apply(obs)
+        actions, _ = self.algorithm.predict(obs, deterministic=True)
         return np.asarray(actions, dtype=np.float64)
 
     def predict(
         self, context: Any, model_input: np.ndarray, params: dict | None = None
     ) -> np.ndarray:
         obs = np.atleast_2d(np.asarray(model_input, dtype=np.float32))
+        if self.onnx is not None:
+            return self.onnx.target_weights(obs)
         return target_weights(self.act(obs), self.spec.env_config)
 
 
 def log_policy(
-    algorithm: BaseAlgorithm, spec: PolicySpec, registered_model_name: str
+    algorithm: BaseAlgorithm,
+    spec: PolicySpec,
+    registered_model_name: str,
+    scaling: ObservationScaling | None = None,
 ) -> mlflow.entities.model_registry.ModelVersion:
-    """Log the policy to the active MLflow run and register it as a new model version."""
+    """Log the policy to the active MLflow run and register it as a new model version.
+
+    Artifacts: the SB3 model (``policy.zip``), the spec, the observation ``scaling`` the policy
+    was trained with (if any) and the ONNX export (``policy.onnx``: raw observation -> actions
+    and target weights, the scaling and the spec's leverage limits inside the graph).
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        policy_path = Path(tmp) / "policy.zip"
-        spec_path = Path(tmp) / "spec.json"
-        algorithm.save(policy_path)
-        spec_path.write_text(json.dumps(spec.to_dict(), indent=2))
+        paths = {
+            "policy": Path(tmp) / "policy.zip",
+            "spec": Path(tmp) / "spec.json",
+            "onnx": Path(tmp) / "policy.onnx",
+        }
+        algorithm.save(paths["policy"])
+        paths["spec"].write_text(json.dumps(spec.to_dict(), indent=2))
+        export_policy(algorithm, spec.env_config, scaling, paths["onnx"])
+        if scaling is not None:
+            paths["scaling"] = Path(tmp) / "scaling.json"
+            paths["scaling"].write_text(json.dumps(scaling.to_dict()))
         example = np.zeros((1, spec.builder.observation_space.shape[0]), dtype=np.float32)
         info = mlflow.pyfunc.log_model(
             name="policy",
             python_model=str(Path(__file__).with_name("policy_model_entry.py")),
-            artifacts={"policy": str(policy_path), "spec": str(spec_path)},
+            artifacts={key: str(path) for key, path in paths.items()},
             pip_requirements=pip_requirements(),
             input_example=example,
             registered_model_name=registered_model_name,
