@@ -189,6 +189,7 @@ class EIIEPolicy(ActorCriticPolicy):
     """
 
     def _build_mlp_extractor(self) -> None:
+        """The per-asset actor and pooled critic heads over the encoder's embeddings."""
         encoder = self.features_extractor
         if not isinstance(encoder, PerAssetEncoder):
             raise TypeError("EIIEPolicy needs features_extractor_class=PerAssetEncoder")
@@ -209,7 +210,7 @@ class EIIEPolicy(ActorCriticPolicy):
         heads = self.mlp_extractor
         assert isinstance(heads, PerAssetHeads)
         self.action_net = SharedAssetLinear(heads.latent_dim_per_asset).to(self.device)
-        self.log_std = nn.Parameter(torch.full((1,), float(self.log_std_init)))
+        self.log_std = nn.Parameter(torch.full((1,), float(self.log_std_init), device=self.device))
         if self.ortho_init:
             self.action_net.apply(partial(self.init_weights, gain=0.01))
         self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
@@ -249,8 +250,8 @@ def policy_kwargs_for(
 
     "mlp" is SB3's ``MlpPolicy`` with ``net_arch`` (default ``TrainConfig().net_arch``); "eiie"
     is ``EIIEPolicy`` with heads of ``net_arch`` (default (64,)) and ``PerAssetEncoder`` with
-    ``encoder_kwargs`` (ignored by "mlp"). Other policy kwargs such as
-    ``log_std_init`` are the caller's to add.
+    ``encoder_kwargs`` (ignored by "mlp"). Other policy kwargs such as ``log_std_init`` are the
+    caller's to add.
     """
     if name == "mlp":
         arch = TrainConfig().net_arch if net_arch is None else net_arch
