@@ -46,6 +46,8 @@ class TrainConfig:
     """Venue whose feature rows are used."""
     timeframe: str = "1h"
     """Bar timeframe of the feature mart to train on."""
+    symbols: tuple[str, ...] | None = None
+    """Perpetuals to trade, in this order; None: the market source's whole universe."""
     feature_columns: tuple[str, ...] = DEFAULT_FEATURES
     """Feature-mart columns in the observation, in this order."""
     test_fraction: float = 0.25

@@ -4,17 +4,76 @@ from dataclasses import replace
 
 import dagster as dg
 import mlflow
+import numpy as np
 
 from evaluation.walkforward import Fold, feature_lookback_bars, make_folds
 from orchestration.assets.features import FEATURE_MART
+from orchestration.resources.dbt_cli import dbt_project
 from orchestration.resources.market_source import MarketSource
 from orchestration.resources.mlflow_registry import MlflowRegistry
-from orchestration.resources.settings import TrainingSettings, WalkForwardSettings
+from orchestration.resources.settings import TrainingRun, TrainingSettings, WalkForwardSettings
 from orchestration.resources.warehouse import DuckDBWarehouse
 from training.config import TrainConfig
 from training.data import load_market
+from training.lineage import file_hash, git_commit, market_hash
+from training.market import MarketData
 from training.policy_model import PolicySpec, log_policy
-from training.train import train_end_timestamp, train_policy
+from training.train import TrainedPolicy, train_end_timestamp, train_policy
+
+
+def training_symbols(config: TrainConfig, market_source: MarketSource) -> tuple[str, ...]:
+    """The config's symbols (all of them in the market source's universe), else the universe."""
+    universe = market_source.universe()
+    if config.symbols is None:
+        return universe
+    missing = [s for s in config.symbols if s not in universe]
+    if missing:
+        raise ValueError(
+            f"training symbols {', '.join(missing)} are not in the market source's universe "
+            f"({', '.join(universe)}): configure the market source's symbols or the config's"
+        )
+    return config.symbols
+
+
+def lineage(config: TrainConfig, train_market: MarketData) -> dict[str, str]:
+    """What a policy came from, as MLflow tags: data window and hash, universe, algorithm,
+    timeframe, the dbt manifest's hash and the code's commit."""
+    stamps = train_market.timestamps
+    return {
+        "algorithm": config.algorithm,
+        "timeframe": config.timeframe,
+        "venue": config.venue,
+        "universe": ",".join(train_market.symbols),
+        "data_hash": market_hash(train_market),
+        "train_start": str(np.datetime_as_string(stamps[0], unit="s")),
+        "train_end": str(np.datetime_as_string(stamps[-1], unit="s")),
+        "train_rows": str(train_market.n_bars),
+        "dbt_manifest_hash": file_hash(dbt_project.manifest_path) or "missing",
+        "git_commit": git_commit(),
+    }
+
+
+def log_training(config: TrainConfig, trained: TrainedPolicy, tags: dict[str, str]) -> None:
+    """Log a training run to the active MLflow run: the config as YAML, its flat parameters, the
+    feature list, the lineage tags and the learning curves (one metric point per logged step)."""
+    mlflow.log_params(config.as_params())
+    mlflow.set_tags({f"lineage.{k}": v for k, v in tags.items()})
+    mlflow.log_text(config.to_yaml(), "config.yaml")
+    mlflow.log_text("\n".join(config.feature_columns) + "\n", "features.txt")
+    run = mlflow.active_run()
+    assert run is not None
+    points = [
+        mlflow.entities.Metric(key.replace("/", "."), value, 0, step)
+        for key, curve in trained.curves.items()
+        for step, value in curve
+    ]
+    client = mlflow.MlflowClient()
+    for start in range(0, len(points), 1_000):  # MLflow's batch limit
+        client.log_batch(run.info.run_id, metrics=points[start : start + 1_000])
+    metrics = {"train_seconds": trained.train_seconds}
+    if trained.best_timesteps is not None:
+        metrics["best_checkpoint_timesteps"] = trained.best_timesteps
+    mlflow.log_metrics(metrics)
 
 
 def single_split(n_bars: int, config: TrainConfig, walk_forward: WalkForwardSettings) -> Fold:
@@ -30,6 +89,7 @@ def single_split(n_bars: int, config: TrainConfig, walk_forward: WalkForwardSett
 @dg.asset(group_name="training", deps=[FEATURE_MART], kinds={"pytorch", "mlflow"})
 def trained_policy(
     context: dg.AssetExecutionContext,
+    config: TrainingRun,
     warehouse: DuckDBWarehouse,
     market_source: MarketSource,
     training: TrainingSettings,
@@ -38,39 +98,49 @@ def trained_policy(
 ) -> dg.Output[dict]:
     """A new policy version, trained on the bars before the out-of-sample window and its purge
     gap (the one-fold walk-forward split), on the venue and symbols of the market source's
-    configuration."""
-    config = training.train_config(venue=market_source.venue)
-    symbols = market_source.universe()
+    configuration (or the config's own symbols among them). The run config picks a preset and
+    overrides any ``TrainConfig`` field."""
+    train_config = training.train_config(venue=market_source.venue, run=config)
+    symbols = training_symbols(train_config, market_source)
     market = load_market(
-        warehouse.path, config.venue, config.timeframe, config.feature_columns, symbols=symbols
+        warehouse.path,
+        train_config.venue,
+        train_config.timeframe,
+        train_config.feature_columns,
+        symbols=symbols,
     )
-    fold = single_split(market.n_bars, config, walk_forward)
+    fold = single_split(market.n_bars, train_config, walk_forward)
     train_market = market.slice(*fold.train)
     cut = fold.train[1]
+    tags = lineage(train_config, train_market)
     experiment_id = mlflow_registry.activate()
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{config.algorithm}") as run:
+    run_name = f"train-{train_config.algorithm}-{train_config.timeframe}-seed{train_config.seed}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         mlflow.set_tags({"dagster_run_id": context.run.run_id, "stage": "training"})
-        mlflow.log_params({**config.as_params(), "symbols": ",".join(symbols)})
-        trained = train_policy(train_market, config)
-        mlflow.log_metrics({"train_seconds": trained.train_seconds, "train_bars": cut})
+        trained = train_policy(train_market, train_config)
+        log_training(train_config, trained, tags)
+        mlflow.log_metrics({"train_bars": cut})
         spec = PolicySpec(
-            algorithm=config.algorithm,
+            algorithm=train_config.algorithm,
             symbols=market.symbols,
-            venue=config.venue,
-            timeframe=config.timeframe,
-            env_config=config.env,
+            venue=train_config.venue,
+            timeframe=train_config.timeframe,
+            env_config=train_config.env,
             builder=trained.builder,
             train_end=train_end_timestamp(train_market),
         )
         version = log_policy(trained.algorithm, spec, mlflow_registry.model_name)
+        client = mlflow.MlflowClient()
+        for key, value in tags.items():
+            client.set_model_version_tag(mlflow_registry.model_name, version.version, key, value)
     summary = {
         "model_name": mlflow_registry.model_name,
         "version": str(version.version),
         "run_id": run.info.run_id,
         "train_end": spec.train_end,
         "test_start": str(market.timestamps[fold.test[0]]),
-        "algorithm": config.algorithm,
-        "total_timesteps": config.total_timesteps,
+        "algorithm": train_config.algorithm,
+        "total_timesteps": train_config.total_timesteps,
         "train_seconds": trained.train_seconds,
         "venue": spec.venue,
         "symbols": list(spec.symbols),

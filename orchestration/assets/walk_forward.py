@@ -33,9 +33,10 @@ from evaluation.walkforward import (
     stitch,
 )
 from orchestration.assets.features import FEATURE_MART
+from orchestration.assets.training import lineage, log_training, training_symbols
 from orchestration.resources.market_source import MarketSource
 from orchestration.resources.mlflow_registry import MlflowRegistry
-from orchestration.resources.settings import TrainingSettings, WalkForwardSettings
+from orchestration.resources.settings import TrainingRun, TrainingSettings, WalkForwardSettings
 from orchestration.resources.warehouse import DuckDBWarehouse
 from training.data import load_market
 
@@ -57,6 +58,7 @@ def fold_index(partition_key: str) -> int:
 )
 def walk_forward_fold(
     context: dg.AssetExecutionContext,
+    config: TrainingRun,
     warehouse: DuckDBWarehouse,
     market_source: MarketSource,
     training: TrainingSettings,
@@ -65,12 +67,17 @@ def walk_forward_fold(
 ) -> dg.Output[dict]:
     """One fold: a fresh policy trained on the fold's train bars, it and every baseline
     backtested on the fold's test window (ledgers in ``evaluation.ledger_bars``)."""
-    config = training.train_config(venue=market_source.venue)
+    train_config = training.train_config(venue=market_source.venue, run=config)
     folds_config = walk_forward.walk_forward_config(N_FOLDS)
-    folds_config.check_purge(config.env.window, feature_lookback_bars(config.timeframe))
-    symbols = market_source.universe()
+    lookback = feature_lookback_bars(train_config.timeframe)
+    folds_config.check_purge(train_config.env.window, lookback)
+    symbols = training_symbols(train_config, market_source)
     market = load_market(
-        warehouse.path, config.venue, config.timeframe, config.feature_columns, symbols=symbols
+        warehouse.path,
+        train_config.venue,
+        train_config.timeframe,
+        train_config.feature_columns,
+        symbols=symbols,
     )
     fold = make_folds(market.n_bars, folds_config)[fold_index(context.partition_key)]
     experiment_id = mlflow_registry.activate()
@@ -78,12 +85,11 @@ def walk_forward_fold(
         mlflow.set_tags(
             {"dagster_run_id": context.run.run_id, "stage": "walk_forward", "fold": fold.name}
         )
-        mlflow.log_params({**config.as_params(), "symbols": ",".join(symbols)})
-        result = run_fold(market, fold, config)
+        result = run_fold(market, fold, train_config)
+        log_training(train_config, result.policy, lineage(train_config, market.slice(*fold.train)))
         metrics = {name: compute_metrics(ledger) for name, ledger in result.ledgers.items()}
         for name, m in metrics.items():
             mlflow.log_metrics({f"oos_{name}_sharpe": m.sharpe, f"oos_{name}_ror": m.ror})
-        mlflow.log_metric("train_seconds", result.train_seconds)
     with warehouse.connect() as con:
         write_ledgers(con, f"walk-forward/{fold.name}", result.ledgers.values())
     candidate = metrics[CANDIDATE]
@@ -91,8 +97,8 @@ def walk_forward_fold(
         {
             "fold": result.summary,
             "data": {
-                "venue": config.venue,
-                "timeframe": config.timeframe,
+                "venue": train_config.venue,
+                "timeframe": train_config.timeframe,
                 "symbols": ",".join(symbols),
             },
             "run_id": run.info.run_id,

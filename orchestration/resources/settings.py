@@ -13,7 +13,7 @@ import dagster as dg
 
 from evaluation.gate import GateConfig
 from evaluation.walkforward import WalkForwardConfig
-from training.config import TrainConfig
+from training.config import TrainConfig, load_config
 
 
 def _set(settings: dg.ConfigurableResource, names: tuple[str, ...]) -> dict[str, Any]:
@@ -22,8 +22,13 @@ def _set(settings: dg.ConfigurableResource, names: tuple[str, ...]) -> dict[str,
 
 
 class TrainingSettings(dg.ConfigurableResource):
-    """Overrides of ``TrainConfig`` for one environment; ``None`` keeps its default."""
+    """Overrides of ``TrainConfig`` for one environment; ``None`` keeps its default.
 
+    The config of a run is, in order: ``TrainConfig``'s defaults, the preset's YAML
+    (``configs/<preset>.yaml``), these overrides, then the run's own config (``TrainingRun``)."""
+
+    preset: str | None = None
+    """Preset under ``configs/`` (``demo``, ``cpts``, ``guide``); None: the defaults alone."""
     algorithm: str | None = None
     """Stable-Baselines3 algorithm: PPO, A2C or SAC."""
     total_timesteps: int | None = None
@@ -41,14 +46,29 @@ class TrainingSettings(dg.ConfigurableResource):
     episode_length: int | None = None
     """Bars per training episode (``EnvConfig.episode_length``)."""
 
-    def train_config(self, venue: str) -> TrainConfig:
-        """``TrainConfig``'s defaults with this environment's overrides, for ``venue``."""
-        base = TrainConfig()
-        env = base.env
+    def train_config(self, venue: str, run: TrainingRun | None = None) -> TrainConfig:
+        """The preset (the run's, else this environment's) with this environment's overrides,
+        then the run's, for ``venue``."""
+        names = tuple(n for n in type(self).model_fields if n not in ("episode_length", "preset"))
+        overrides: dict[str, Any] = _set(self, names)
         if self.episode_length is not None:
-            env = replace(env, episode_length=self.episode_length)
-        names = tuple(n for n in type(self).model_fields if n != "episode_length")
-        return replace(base, **_set(self, names), venue=venue, env=env)
+            overrides["env"] = {"episode_length": self.episode_length}
+        preset = run.preset if run is not None and run.preset is not None else self.preset
+        layers = [overrides, run.overrides()] if run is not None else [overrides]
+        return replace(load_config(preset, *layers), venue=venue)
+
+
+class TrainingRun(dg.PermissiveConfig):
+    """A training run's config from the launchpad: a ``preset`` and any ``TrainConfig`` field
+    (nested ``env`` mappings too), e.g. ``{preset: cpts, total_timesteps: 50000,
+    env: {decision_interval: 24}}``. Unknown fields fail the run, naming the field."""
+
+    preset: str | None = None
+    """Preset under ``configs/``; None: the environment's (``TrainingSettings.preset``)."""
+
+    def overrides(self) -> dict[str, Any]:
+        """The ``TrainConfig`` fields this run sets (everything but ``preset``)."""
+        return {k: v for k, v in self.model_dump().items() if k != "preset"}
 
 
 class PromotionGateSettings(dg.ConfigurableResource):

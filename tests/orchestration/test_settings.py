@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 
 from evaluation.gate import GateConfig
-from orchestration.resources.settings import PromotionGateSettings, TrainingSettings
-from training.config import TrainConfig
+from orchestration.resources.settings import (
+    PromotionGateSettings,
+    TrainingRun,
+    TrainingSettings,
+)
+from training.config import TrainConfig, load_config
 from training.policy_model import pip_requirements
 
 CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints.txt"
@@ -31,9 +35,29 @@ def test_training_overrides_apply_and_nothing_else_changes():
 
 def test_every_training_setting_names_a_train_config_field():
     names = {f.name for f in fields(TrainConfig)}
-    settings = set(TrainingSettings.model_fields) - {"episode_length"}
+    settings = set(TrainingSettings.model_fields) - {"episode_length", "preset"}
     assert settings <= names
     assert all(f.default is None for f in TrainingSettings.model_fields.values())
+
+
+def test_a_run_config_layers_over_the_preset_and_the_environment():
+    settings = TrainingSettings(preset="cpts", total_timesteps=5_000, seed=1)
+    assert settings.train_config("v") == replace(
+        load_config("cpts"), total_timesteps=5_000, seed=1, venue="v"
+    )
+    run = TrainingRun(seed=7, env={"decision_interval": 24, "fees": {"taker_rate": 0.001}})
+    config = settings.train_config("v", run)
+    assert (config.algorithm, config.env.reward) == ("A2C", "delayed")  # the preset's
+    assert (config.total_timesteps, config.seed) == (5_000, 7)  # the environment's, the run's
+    assert config.env.decision_interval == 24 and config.env.fees.taker_rate == 0.001
+    assert settings.train_config("v", TrainingRun(preset="guide")).algorithm == "PPO"
+
+
+def test_a_run_config_with_an_unknown_field_fails_naming_it():
+    with pytest.raises(ValueError, match="'env.decision_intervall'"):
+        TrainingSettings().train_config("v", TrainingRun(env={"decision_intervall": 24}))
+    with pytest.raises(ValueError, match="preset 'nope'.*presets: .*cpts"):
+        TrainingSettings().train_config("v", TrainingRun(preset="nope"))
 
 
 def test_gate_settings_are_overrides_of_gate_config():
