@@ -9,25 +9,26 @@ the assets of an observation permutes the actions and leaves the value unchanged
 depends on the number of assets, so the ``state_dict`` of a policy trained on N assets loads into
 a policy built for any other N.
 
-The Gaussian's log std is one shared scalar (SB3 keeps one per action dimension), so the action
-distribution, not only its mean, is permutation-equivariant. gSDE (and so SB3's squashed output)
-is not supported. Per-entry observation statistics (``VecNormalize``, ``per_asset`` feature
-normalization) are not permutation-equivariant and are tied to N: the policy then stays
-equivariant in the scaled observation only.
+The Gaussian's log std is one shared scalar (SB3 keeps one per action dimension), and gSDE's
+exploration std one (H,) vector shared by every asset with independent noise per asset, so the
+action distribution, not only its mean, is permutation-equivariant. Per-entry observation
+statistics (``VecNormalize``, ``per_asset`` feature normalization) are not permutation-equivariant
+and are tied to N: the policy then stays equivariant in the scaled observation only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import gymnasium as gym
 import torch
-from stable_baselines3.common.distributions import DiagGaussianDistribution
+from stable_baselines3.common.distributions import (
+    DiagGaussianDistribution,
+    StateDependentNoiseDistribution,
+)
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from training.config import TrainConfig
@@ -180,42 +181,106 @@ class SharedAssetLinear(nn.Module):
         return self.linear(latent.unflatten(1, (-1, self.latent_dim_per_asset))).squeeze(2)
 
 
+class SharedAssetGaussian(DiagGaussianDistribution):
+    """SB3's diagonal Gaussian with the shared per-asset action net and one shared log std."""
+
+    def __init__(self, action_dim: int, latent_dim_per_asset: int):
+        super().__init__(action_dim)
+        self.latent_dim_per_asset = latent_dim_per_asset
+
+    def proba_distribution_net(
+        self, latent_dim: int, log_std_init: float = 0.0
+    ) -> tuple[nn.Module, nn.Parameter]:
+        """``SharedAssetLinear`` means and a (1,) log std."""
+        log_std = nn.Parameter(torch.full((1,), float(log_std_init)), requires_grad=True)
+        return SharedAssetLinear(self.latent_dim_per_asset), log_std
+
+
+class PerAssetStateDependentNoise(StateDependentNoiseDistribution):
+    """gSDE per asset: asset i's noise is ``h_i . eps_i`` with ``h_i`` its (H,) actor latent and
+    ``eps_i ~ N(0, diag(std^2))`` drawn independently per asset, ``std`` (H,) shared by every
+    asset (``full_std=False``: one scalar). The exploration matrix (H, N) is resampled, never
+    learned, so no parameter depends on N."""
+
+    def __init__(self, action_dim: int, latent_dim_per_asset: int, **kwargs: Any):
+        super().__init__(action_dim, **kwargs)
+        self.latent_dim_per_asset = latent_dim_per_asset
+
+    def get_std(self, log_std: torch.Tensor) -> torch.Tensor:
+        """(H, N) standard deviations of the exploration matrix."""
+        return super().get_std(log_std).expand(self.latent_dim_per_asset, self.action_dim)
+
+    def proba_distribution_net(
+        self, latent_dim: int, log_std_init: float = -2.0, latent_sde_dim: int | None = None
+    ) -> tuple[nn.Module, nn.Parameter]:
+        """``SharedAssetLinear`` means and an (H, 1) log std ((1, 1) if not ``full_std``)."""
+        self.latent_sde_dim = self.latent_dim_per_asset
+        rows = self.latent_dim_per_asset if self.full_std else 1
+        log_std = nn.Parameter(torch.full((rows, 1), float(log_std_init)), requires_grad=True)
+        self.sample_weights(log_std)
+        return SharedAssetLinear(self.latent_dim_per_asset), log_std
+
+    def proba_distribution(
+        self, mean_actions: torch.Tensor, log_std: torch.Tensor, latent_sde: torch.Tensor
+    ) -> PerAssetStateDependentNoise:
+        """Gaussian of per-asset variance ``sum_k h_ik^2 std_k^2``."""
+        self._latent_sde = latent_sde if self.learn_features else latent_sde.detach()
+        h2 = self._per_asset(self._latent_sde) ** 2
+        variance = (h2 * self.get_std(log_std).T.pow(2)).sum(dim=2)
+        self.distribution = torch.distributions.Normal(
+            mean_actions, torch.sqrt(variance + self.epsilon)
+        )
+        return self
+
+    def get_noise(self, latent_sde: torch.Tensor) -> torch.Tensor:
+        """(B, N) noise ``h_i . eps_i``; one matrix per env when the batch matches."""
+        h = self._per_asset(latent_sde if self.learn_features else latent_sde.detach())
+        if len(h) == 1 or len(h) != len(self.exploration_matrices):
+            return (h * self.exploration_mat.T).sum(dim=2)
+        return (h * self.exploration_matrices.transpose(1, 2)).sum(dim=2)
+
+    def _per_asset(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent.unflatten(1, (-1, self.latent_dim_per_asset))
+
+
 class EIIEPolicy(ActorCriticPolicy):
     """Permutation-equivariant actor, permutation-invariant critic (PPO, A2C).
 
     Requires ``features_extractor_class=PerAssetEncoder``; ``net_arch={"pi": [...], "vf": [...]}``
     sizes the per-asset actor head and the pooled critic head. The action net is one shared
-    ``Linear(H, 1)`` per asset and ``log_std`` one shared scalar.
+    ``Linear(H, 1)`` per asset; the log std is one shared scalar (Gaussian) or one (H,) vector
+    shared by every asset (gSDE, ``use_sde=True``, with or without ``squash_output``).
     """
 
     def _build_mlp_extractor(self) -> None:
-        """The per-asset actor and pooled critic heads over the encoder's embeddings."""
+        """The per-asset actor and pooled critic heads over the encoder's embeddings, and the
+        per-asset action distribution that SB3's ``_build`` then asks for its action net."""
         encoder = self.features_extractor
         if not isinstance(encoder, PerAssetEncoder):
             raise TypeError("EIIEPolicy needs features_extractor_class=PerAssetEncoder")
-        if not isinstance(self.action_dist, DiagGaussianDistribution):
-            raise ValueError("EIIEPolicy supports the diagonal Gaussian only (no gSDE)")
         arch = self.net_arch
         if isinstance(arch, dict):
             pi, vf = arch.get("pi", []), arch.get("vf", [])
         else:
             pi = vf = arch
-        self.mlp_extractor = PerAssetHeads(  # type: ignore[assignment]
-            encoder.n_assets, encoder.embed_dim, pi, vf, self.activation_fn
-        ).to(self.device)
-
-    def _build(self, lr_schedule: Schedule) -> None:
-        """SB3's build, then the shared action net and log std, and the optimizer over them."""
-        super()._build(lr_schedule)
-        heads = self.mlp_extractor
-        assert isinstance(heads, PerAssetHeads)
-        self.action_net = SharedAssetLinear(heads.latent_dim_per_asset).to(self.device)
-        self.log_std = nn.Parameter(torch.full((1,), float(self.log_std_init), device=self.device))
-        if self.ortho_init:
-            self.action_net.apply(partial(self.init_weights, gain=0.01))
-        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
-            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
-        )
+        heads = PerAssetHeads(encoder.n_assets, encoder.embed_dim, pi, vf, self.activation_fn)
+        self.mlp_extractor = heads.to(self.device)  # type: ignore[assignment]
+        dist = self.action_dist
+        h = heads.latent_dim_per_asset
+        if isinstance(dist, StateDependentNoiseDistribution):
+            self.action_dist = PerAssetStateDependentNoise(
+                dist.action_dim,
+                h,
+                full_std=dist.full_std,
+                use_expln=dist.use_expln,
+                squash_output=dist.bijector is not None,
+                learn_features=dist.learn_features,
+                epsilon=dist.epsilon,
+            )
+        elif isinstance(dist, DiagGaussianDistribution):
+            self.action_dist = SharedAssetGaussian(dist.action_dim, h)
+        else:
+            raise ValueError(f"EIIEPolicy supports Box actions only, got {dist}")
 
 
 def eiie_policy_kwargs(

@@ -12,6 +12,10 @@ import onnxruntime as ort
 import pytest
 import torch
 from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.distributions import (
+    DiagGaussianDistribution,
+    StateDependentNoiseDistribution,
+)
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
@@ -47,8 +51,11 @@ def observation_space(n_assets: int) -> gym.spaces.Box:
     return gym.spaces.Box(-10.0, 10.0, (dim,), np.float32)
 
 
-def make_policy(name: str, n_assets: int, **encoder_kwargs: Any) -> ActorCriticPolicy:
-    """A standalone policy of network ``name`` for ``n_assets`` assets."""
+def make_policy(
+    name: str, n_assets: int, sde: bool = False, **encoder_kwargs: Any
+) -> ActorCriticPolicy:
+    """A standalone policy of network ``name`` for ``n_assets`` assets (squashed gSDE if
+    ``sde``)."""
     policy, kwargs = policy_kwargs_for(
         name, n_assets, WINDOW, N_FEATURES, encoder_kwargs=encoder_kwargs
     )
@@ -59,6 +66,8 @@ def make_policy(name: str, n_assets: int, **encoder_kwargs: Any) -> ActorCriticP
         action_space,
         lambda _: 3e-4,
         log_std_init=LOG_STD_INIT,
+        use_sde=sde,
+        squash_output=sde,
         **kwargs,
     )
 
@@ -119,6 +128,17 @@ def act(policy: ActorCriticPolicy, obs: np.ndarray) -> tuple[np.ndarray, np.ndar
     return actions.numpy(), values.numpy()[:, 0]
 
 
+def std_and_log_prob(
+    policy: ActorCriticPolicy, obs: np.ndarray, actions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(B, N) standard deviations of the policy's Gaussian and (B,) log probabilities."""
+    with torch.no_grad():
+        dist = policy.get_distribution(torch.as_tensor(obs))
+        assert isinstance(dist, DiagGaussianDistribution | StateDependentNoiseDistribution)
+        std = dist.distribution.stddev.numpy()
+        return std, dist.log_prob(torch.as_tensor(actions)).numpy()
+
+
 def test_encoder_unpacks_each_asset_from_the_observation_layout() -> None:
     features, portfolio, t = random_inputs(N_ASSETS)
     obs = observations(features, portfolio, t)
@@ -152,15 +172,17 @@ def test_the_temporal_convolution_is_conv1d() -> None:
         np.testing.assert_allclose(temporal(windows).numpy(), expected.numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("encoder_kwargs", [{}, {"conv_channels": 0}])
+@pytest.mark.parametrize(
+    ("sde", "encoder_kwargs"), [(False, {}), (False, {"conv_channels": 0}), (True, {})]
+)
 def test_permuting_the_assets_permutes_embeddings_and_actions_and_keeps_the_value(
-    encoder_kwargs: dict[str, Any],
+    sde: bool, encoder_kwargs: dict[str, Any]
 ) -> None:
     perm = [2, 0, 1]
     features, portfolio, t = random_inputs(N_ASSETS)
     obs = observations(features, portfolio, t)
     obs_perm = observations(features[:, perm], permuted(portfolio, perm), t)
-    policy = make_policy("eiie", N_ASSETS, **encoder_kwargs)
+    policy = make_policy("eiie", N_ASSETS, sde, **encoder_kwargs)
     randomize(policy)
     encoder = policy.features_extractor
     assert isinstance(encoder, PerAssetEncoder)
@@ -174,7 +196,13 @@ def test_permuting_the_assets_permutes_embeddings_and_actions_and_keeps_the_valu
     np.testing.assert_allclose(actions_perm, actions[:, perm], atol=1e-6)
     np.testing.assert_allclose(values_perm, values, atol=1e-6)
     assert np.ptp(values) > 1e-2
-    assert policy.log_std.shape == (1,)  # one std shared by every asset
+    assert policy.log_std.shape == ((64, 1) if sde else (1,))  # shared by every asset
+    sample = actions * 0.9  # the whole action distribution permutes, not only its mean
+    std, log_prob = std_and_log_prob(policy, obs, sample)
+    std_perm, log_prob_perm = std_and_log_prob(policy, obs_perm, sample[:, perm])
+    assert np.ptp(std, axis=1).min() > 0 if sde else np.ptp(std) == 0
+    np.testing.assert_allclose(std_perm, std[:, perm], rtol=1e-5)
+    np.testing.assert_allclose(log_prob_perm, log_prob, rtol=1e-5, atol=1e-4)
 
     mlp = make_policy("mlp", N_ASSETS)  # the flat MLP is not equivariant
     randomize(mlp)
@@ -186,6 +214,8 @@ def test_permuting_the_assets_permutes_embeddings_and_actions_and_keeps_the_valu
 def test_parameter_count_does_not_depend_on_the_number_of_assets() -> None:
     counts = {n: n_parameters(make_policy("eiie", n)) for n in (2, 3, 7)}
     assert len(set(counts.values())) == 1
+    sde_counts = {n: n_parameters(make_policy("eiie", n, sde=True)) for n in (2, 7)}
+    assert sde_counts == {2: counts[2] + 63, 7: counts[2] + 63}  # log std (64, 1) for (1,)
     # W=8, F=4: conv 3*4*8+8, head (8*6+7)*64+64 + 64*16+16, actor 32*64+64 + 64+1,
     # critic 16*64+64 + 64+1, log std 1
     assert counts[3] == 104 + 3584 + 1040 + 2112 + 65 + 1088 + 65 + 1
@@ -261,6 +291,34 @@ def test_a2c_trains_with_the_eiie_policy() -> None:
     assert torch.isfinite(model.policy.log_std).all()
 
 
+def test_ppo_explores_with_squashed_per_asset_gsde() -> None:
+    market = make_synthetic_market(n_assets=N_ASSETS, n_features=N_FEATURES)
+    env = BatchedPerpPortfolioVecEnv(market, EnvConfig(window=WINDOW), n_envs=4)
+    policy, kwargs = policy_kwargs_for("eiie", N_ASSETS, WINDOW, N_FEATURES)
+    model = PPO(
+        policy,
+        env,
+        n_steps=64,
+        batch_size=128,
+        use_sde=True,
+        seed=0,
+        device="cpu",
+        policy_kwargs={**kwargs, "squash_output": True, "log_std_init": LOG_STD_INIT},
+    )
+    before = model.policy.log_std.detach().clone()
+    model.learn(total_timesteps=512)
+    assert not torch.equal(model.policy.log_std, before)
+    obs = env.reset()
+    assert isinstance(obs, np.ndarray)
+    model.policy.reset_noise(4)
+    sampled, _ = model.predict(obs)
+    assert sampled.shape == (4, N_ASSETS) and np.abs(sampled).max() < 1.0
+    sampled_again, _ = model.predict(obs)
+    np.testing.assert_array_equal(sampled_again, sampled)  # gSDE: noise fixed until resampled
+    deterministic, _ = model.predict(obs, deterministic=True)
+    assert np.abs(sampled - deterministic).max() > 1e-4
+
+
 def test_a_policy_trained_on_three_assets_acts_on_five_and_on_six(
     trained: tuple[PPO, dict[str, torch.Tensor]],
 ) -> None:
@@ -300,8 +358,9 @@ class DeterministicActor(nn.Module):
         return self.policy(obs, deterministic=True)[0]
 
 
-def test_the_deterministic_actor_exports_to_onnx(tmp_path: Path) -> None:
-    policy = make_policy("eiie", N_ASSETS)
+@pytest.mark.parametrize("sde", [False, True])
+def test_the_deterministic_actor_exports_to_onnx(sde: bool, tmp_path: Path) -> None:
+    policy = make_policy("eiie", N_ASSETS, sde)
     randomize(policy, seed=4)
     features, portfolio, t = random_inputs(N_ASSETS, batch=64, seed=5)
     obs = observations(features, portfolio, t)
