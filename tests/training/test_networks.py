@@ -36,7 +36,7 @@ WINDOW, N_FEATURES, N_ASSETS = 8, 4, 3
 LOG_STD_INIT = -1.0
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread() -> Iterator[None]:
     """One torch thread, as training uses (small nets are slower with more)."""
     threads = torch.get_num_threads()
@@ -239,7 +239,6 @@ def test_policy_kwargs_for_names_and_shape_checks() -> None:
 def trained() -> tuple[PPO, dict[str, torch.Tensor]]:
     """PPO with the EIIE policy after 3,072 steps on three synthetic assets, and its initial
     parameters."""
-    torch.set_num_threads(1)
     market = make_synthetic_market(n_assets=N_ASSETS, n_features=N_FEATURES)
     env = BatchedPerpPortfolioVecEnv(market, EnvConfig(window=WINDOW), n_envs=4)
     env.seed(0)
