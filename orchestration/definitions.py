@@ -7,14 +7,17 @@ from orchestration.assets.features import dbt_features
 from orchestration.assets.ingestion import raw_market_data
 from orchestration.assets.promotion import champion_model
 from orchestration.assets.serving import target_weights
+from orchestration.assets.sweep import training_sweep, training_sweep_report
 from orchestration.assets.training import trained_policy
 from orchestration.assets.walk_forward import walk_forward_fold, walk_forward_report
 from orchestration.checks import QUALITY_CHECKS
 from orchestration.jobs import (
     ingest_features_job,
+    paper_sweep_job,
     retraining_job,
     rollback_job,
     serving_job,
+    sweep_report_job,
     walk_forward_job,
     walk_forward_report_job,
 )
@@ -31,6 +34,8 @@ ASSETS = [
     target_weights,
     walk_forward_fold,
     walk_forward_report,
+    training_sweep,
+    training_sweep_report,
 ]
 JOBS = [
     ingest_features_job,
@@ -38,6 +43,8 @@ JOBS = [
     serving_job,
     walk_forward_job,
     walk_forward_report_job,
+    paper_sweep_job,
+    sweep_report_job,
     rollback_job,
 ]
 

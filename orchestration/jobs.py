@@ -40,6 +40,21 @@ walk_forward_report_job = dg.define_asset_job(
     "metrics, statistics and the tear sheet.",
 )
 
+paper_sweep_job = dg.define_asset_job(
+    "paper_sweep_job",
+    selection=dg.AssetSelection.assets("training_sweep"),
+    description="One training sweep point per partition (<algorithm>-<timeframe>-seed<n>): the "
+    "cpts preset trained and backtested at that timeframe. Chun & Lee's experiment is a backfill "
+    "over the A2C partitions of the timeframes the feature mart holds; then sweep_report_job.",
+)
+
+sweep_report_job = dg.define_asset_job(
+    "sweep_report_job",
+    selection=dg.AssetSelection.assets("training_sweep_report"),
+    description="Tabulate the materialized sweep partitions beside Chun & Lee (2025) and run the "
+    "ANOVA across timeframes and the high- vs low-frequency t-test on the per-symbol RORs.",
+)
+
 
 class RollbackConfig(dg.Config):
     """Who rolls the champion back and why (both recorded on the registry versions)."""
