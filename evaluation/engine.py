@@ -60,6 +60,18 @@ class PolicyActor:
 
 Strategy = ScheduledWeights | PolicyActor
 
+_BAR_INFO = ("equity", "fees", "slippage", "funding", "turnover")
+"""Per-account (B,) entries of the simulator's step info that the ledgers keep."""
+_ASSET_INFO = (
+    "weights",
+    "unrealized_pnl",
+    "asset_realized",
+    "asset_fees",
+    "asset_slippage",
+    "asset_funding",
+)
+"""Per-asset (B, N) entries of the simulator's step info that the ledgers keep."""
+
 
 def backtest(
     market: MarketData,
@@ -108,13 +120,11 @@ def backtest(
         for i, s in enumerate(strategies)
         if isinstance(s, PolicyActor)
     ]
-    interval = env_config.decision_interval
-    if interval > 1 and policy_rows:  # between decisions a policy holds every position
-        between = np.arange(steps) % interval != 0
-        hold_plan[np.ix_(between, policies)] = True
-        holds |= between
     equity0 = sim.equity.copy()
-    infos: list[dict[str, np.ndarray]] = []
+    record = {key: np.empty((steps, b)) for key in _BAR_INFO}
+    record |= {key: np.empty((steps, b, n)) for key in _ASSET_INFO}
+    record["liquidated"] = np.empty((steps, b), dtype=bool)
+    recorded = list(record.items())
     dead, any_dead = np.zeros(b, dtype=bool), False
     for k in range(steps):
         actions, hold = planned[k], None
@@ -122,14 +132,15 @@ def backtest(
             hold = hold_plan[k]
             actions = np.where(hold, sim.portfolio.weights / leverage, actions)
         for i, strategy, idx in policy_rows:
-            if not dead[i] and k % interval == 0:
+            if not dead[i]:
                 actions[i] = _act(strategy, sim.observations(idx), n)
         if any_dead:  # a liquidated account may have 0 equity: its turnover is 0 / 0
             with np.errstate(divide="ignore", invalid="ignore"):
                 _, liq, info = sim.step(actions, hold)
         else:
             _, liq, info = sim.step(actions, hold)
-        infos.append(info)
+        for key, column in recorded:
+            column[k] = info[key]
         if np.count_nonzero(liq):  # flat from now on: no order, no hold
             dead |= liq
             any_dead = True
@@ -137,24 +148,21 @@ def backtest(
             hold_plan[k + 1 :, liq] = False
             holds[k + 1 :] = hold_plan[k + 1 :].any(axis=(1, 2))
 
-    def stacked(key: str) -> np.ndarray:
-        return np.array([info[key] for info in infos])
-
-    equity = np.vstack([equity0, stacked("equity")])
-    weights = stacked("weights")
-    unrealized = stacked("unrealized_pnl")
+    equity = np.vstack([equity0, record["equity"]])
+    weights = record["weights"]
+    unrealized = record["unrealized_pnl"]
     previous = np.concatenate([np.zeros((1, b, n)), unrealized[:-1]])
     asset_pnl = (
-        stacked("asset_realized")
-        - stacked("asset_fees")
-        - stacked("asset_slippage")
-        + stacked("asset_funding")
+        record["asset_realized"]
+        - record["asset_fees"]
+        - record["asset_slippage"]
+        + record["asset_funding"]
         + unrealized
         - previous
     )
-    columns = {key: stacked(key) for key in ("fees", "slippage", "funding")}
-    columns["turnover"] = np.nan_to_num(stacked("turnover"), nan=0.0, posinf=0.0)
-    liquidated = stacked("liquidated")
+    columns = {key: record[key] for key in ("fees", "slippage", "funding")}
+    columns["turnover"] = np.nan_to_num(record["turnover"], nan=0.0, posinf=0.0)
+    liquidated = record["liquidated"]
 
     close_times = market.close_times
     stamps = close_times[first + 1 : first + 1 + steps]

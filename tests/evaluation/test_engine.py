@@ -8,6 +8,7 @@ from dataclasses import replace
 import duckdb
 import numpy as np
 import pytest
+import torch
 
 from evaluation.engine import PolicyActor, ScheduledWeights, backtest, write_ledgers
 from evaluation.ledger import Ledger
@@ -335,3 +336,64 @@ def test_write_ledgers_twice_leaves_the_same_rows(synthetic, tmp_path):
     assert pnl is not None
     momentum = ledgers["momentum"]
     assert pnl[0] == pytest.approx(momentum.equity[-1] - momentum.equity[0], abs=1e-6)
+
+
+def test_ledgers_keep_the_simulators_step_info_bar_by_bar():
+    fields = make_flat_market(n_assets=2, n_bars=60)
+    close = 100.0 * np.exp(np.linspace(0, 0.2, 60))[:, None] * [1, 2]
+    fields.update(close=close, mark=close, open=np.vstack([close[:1], close[:-1]]))
+    fields["high"], fields["low"] = close * 1.001, fields["open"] * 0.999
+    fields["low"][40, 0] = 40.0  # a wick: the 3x long in asset 0 is liquidated at bar 40
+    fields["funding_rate"][::8] = 2e-4
+    market = to_market(fields)
+    config = EnvConfig(window=WINDOW)
+    targets = np.tile([3.0, 0.0], (60, 1))
+    policy = linear_policy(4 * 2 * 2 + 4 * 2 + 3, 2)
+    strategies = [ScheduledWeights("levered", targets), PolicyActor("policy", policy)]
+    ledgers = backtest(market, config, FeatureNormalizer.fit(market.features), strategies, 10)
+
+    plain = replace(config, episode_length=None, random_start=False)
+    sim = BatchedSimulator(market, plain, 2, FeatureNormalizer.fit(market.features), 10 - WINDOW)
+    for i in range(2):
+        sim.reset_env(i, np.random.default_rng(0))
+    sim.refresh()
+    infos, dead = [], np.zeros(2, dtype=bool)
+    for _ in range(sim.length):
+        actions = np.vstack(
+            [targets[0] / config.max_leverage, policy(sim.observations(np.array([1])))[0]]
+        )
+        actions[dead] = 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            _, liquidated, info = sim.step(actions)
+        dead |= liquidated
+        infos.append(info)
+    for i, name in enumerate(("levered", "policy")):
+        ledger = ledgers[name]
+        for key in ("fees", "slippage", "funding", "liquidated"):
+            column = np.array([info[key][i] for info in infos])
+            np.testing.assert_array_equal(getattr(ledger, key), column, err_msg=key)
+            assert getattr(ledger, key).dtype == column.dtype
+        np.testing.assert_array_equal(ledger.equity[1:], [info["equity"][i] for info in infos])
+        np.testing.assert_array_equal(ledger.weights, [info["weights"][i] for info in infos])
+    assert ledgers["levered"].liquidated.sum() == 1 and ledgers["levered"].funding.any()
+
+
+def test_a_policy_on_its_onnx_export_books_the_sb3_policys_ledger(synthetic):
+    from stable_baselines3 import PPO
+
+    from training.onnx_export import OnnxPolicy, export_policy
+
+    market, config, normalizer = synthetic
+    model = PPO("MlpPolicy", PerpPortfolioEnv(market, config, normalizer), seed=0, device="cpu")
+    with torch.no_grad():  # actions far from 0, so that the book moves
+        model.policy.action_net.weight.mul_(30.0)
+    onnx = OnnxPolicy(export_policy(model, config))
+    strategies = [
+        PolicyActor("sb3", lambda obs: model.predict(obs, deterministic=True)[0]),
+        PolicyActor("onnx", onnx.act),
+    ]
+    ledgers = backtest(market, config, normalizer, strategies, first_bar=500)
+    sb3, exported = ledgers["sb3"], ledgers["onnx"]
+    assert sb3.turnover.sum() > 5.0
+    np.testing.assert_allclose(exported.weights, sb3.weights, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(exported.equity, sb3.equity, rtol=1e-6)
