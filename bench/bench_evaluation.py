@@ -1,5 +1,8 @@
 """Backtest engine speed: the six baselines in one run, a policy with inference, a loop reference.
 
+The policy acts through its ONNX export on onnxruntime (``training.onnx_export``), as the
+registered model does; SB3's ``predict`` is timed on a sample of the same calls for comparison.
+
 Workload: 8 assets x 16,800 hourly bars (700 days), 8 features, a 32-bar window, default costs
 and margin; backtests from bar 720 (after the baselines' 30-day lookbacks) to the end.
 
@@ -16,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -27,6 +31,7 @@ from training.env import PerpPortfolioEnv  # noqa: E402
 from training.env_config import EnvConfig  # noqa: E402
 from training.market import MarketData  # noqa: E402
 from training.observation import FeatureNormalizer  # noqa: E402
+from training.onnx_export import OnnxPolicy, export_policy  # noqa: E402
 
 N_ASSETS, N_FEATURES, FIRST_BAR = 8, 8, 720
 SYMBOLS = ("BTC", "ETH", "SOL", "XRP", "BNB", "ADA", "DOGE", "LTC")
@@ -93,6 +98,10 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
+SB3_SAMPLE = 2_000
+"""Calls of SB3's ``predict`` timed (per call, for the comparison with onnxruntime)."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,680 bars, for smoke tests")
@@ -111,12 +120,16 @@ def main() -> None:
     reference, t_loop = timed(lambda: loop_equal_weight(market, config, FIRST_BAR))
     gap = abs(reference - ledgers["equal_weight"].equity[-1])
 
+    torch.set_num_threads(1)
     env = PerpPortfolioEnv(market, config, normalizer)
     model = PPO("MlpPolicy", DummyVecEnv([lambda: env]), seed=0, device="cpu")
-    policy = PolicyActor("ppo", lambda obs: model.predict(obs, deterministic=True)[0])
+    onnx = OnnxPolicy(export_policy(model, config))
+    policy = PolicyActor("ppo", onnx.act)
     _, t_policy = timed(lambda: backtest(market, config, normalizer, [policy], FIRST_BAR))
     obs = env.sim.observations()
     _, t_infer = timed(lambda: [policy.act(obs) for _ in range(steps)])
+    _, t_sb3 = timed(lambda: [model.predict(obs, deterministic=True) for _ in range(SB3_SAMPLE)])
+    t_sb3 *= steps / SB3_SAMPLE
     flat = PolicyActor("zeros", lambda obs: np.zeros((len(obs), N_ASSETS)))
     _, t_flat = timed(lambda: backtest(market, config, normalizer, [flat], FIRST_BAR))
 
@@ -128,8 +141,9 @@ def main() -> None:
         ("six baselines, one engine run (B=6)", t_six),
         ("equal weight alone, engine (B=1)", t_one),
         ("equal weight, plain Python loop (reference)", t_loop),
-        ("PPO MlpPolicy backtest, predict per bar (B=1)", t_policy),
-        ("  predict alone, same number of calls", t_infer),
+        ("PPO MlpPolicy backtest, ONNX inference per bar (B=1)", t_policy),
+        ("  ONNX inference alone, same number of calls", t_infer),
+        (f"  SB3 predict instead (from {SB3_SAMPLE:,} calls)", t_sb3),
         ("  the same backtest with an actor returning zeros", t_flat),
     ]
     for label, seconds in rows:
@@ -137,6 +151,7 @@ def main() -> None:
     print()
     print(f"six baselines total (weights + engine): {t_weights + t_six:.2f} s (target < 5 s)")
     print(f"policy backtest: {t_policy:.2f} s (target < 2 s)")
+    print(f"SB3 predict / ONNX inference per call: {t_sb3 / t_infer:.1f}x")
     print(f"loop reference / engine, equal weight alone: {t_loop / t_one:.1f}x")
     print(f"loop reference / engine per strategy in the B=6 run: {t_loop / (t_six / 6):.1f}x")
     print(f"equal weight final equity, engine vs loop: |diff| = {gap:.2e}")

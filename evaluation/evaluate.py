@@ -109,7 +109,8 @@ class Evaluation:
 
 
 def policy_actor(name: str, policy: PolicyModel) -> PolicyActor:
-    """A registered policy as an engine strategy: deterministic actions for a batch of rows."""
+    """A registered policy as an engine strategy: deterministic actions for a batch of rows,
+    on onnxruntime when the version carries its ONNX export (``PolicyModel.act``)."""
     return PolicyActor(name, policy.act)
 
 

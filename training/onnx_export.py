@@ -129,6 +129,8 @@ class OnnxPolicy:
     """An exported policy on onnxruntime: one thread, sequential execution (decision latency
     for one observation, and reproducible results)."""
 
+    _actions, _weights = [ACTIONS], [TARGET_WEIGHTS]  # output lists of ``session.run``
+
     def __init__(self, model: str | Path | bytes):
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -141,19 +143,29 @@ class OnnxPolicy:
 
     def run(self, observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(actions, target weights), each (B, N) float64, for (B, D) or (D,) observations."""
-        obs = np.ascontiguousarray(np.atleast_2d(observations), dtype=np.float32)
-        actions, weights = self.session.run(None, {OBSERVATIONS: obs})
-        return np.asarray(actions, np.float64), weights
+        actions, weights = self.session.run(None, {OBSERVATIONS: _batch(observations)})
+        return actions.astype(np.float64), weights
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         """Deterministic actions in [-1, 1] (B, N) float64."""
-        obs = np.ascontiguousarray(np.atleast_2d(observations), dtype=np.float32)
-        return np.asarray(self.session.run([ACTIONS], {OBSERVATIONS: obs})[0], np.float64)
+        feed = {OBSERVATIONS: _batch(observations)}
+        return self.session.run(self._actions, feed)[0].astype(np.float64)
 
     def target_weights(self, observations: np.ndarray) -> np.ndarray:
         """Target weights (B, N) float64: the actions x max leverage, gross-capped."""
-        obs = np.ascontiguousarray(np.atleast_2d(observations), dtype=np.float32)
-        return self.session.run([TARGET_WEIGHTS], {OBSERVATIONS: obs})[0]
+        return self.session.run(self._weights, {OBSERVATIONS: _batch(observations)})[0]
+
+
+def _batch(observations: np.ndarray) -> np.ndarray:
+    """(B, D) C-contiguous float32 view or copy of (B, D) or (D,) observations."""
+    if (
+        isinstance(observations, np.ndarray)
+        and observations.ndim == 2
+        and observations.dtype == np.float32
+        and observations.flags.c_contiguous
+    ):
+        return observations  # what the environment builds: no copy
+    return np.ascontiguousarray(np.atleast_2d(observations), dtype=np.float32)
 
 
 def onnx_policy(trained: TrainedPolicy) -> OnnxPolicy:

@@ -61,7 +61,8 @@ def _train(market, algorithm: str) -> TrainedPolicy:
     )
     trained = train_policy(market.slice(0, 800), config)
     policy = trained.algorithm.policy
-    output = policy.actor.mu if algorithm == "SAC" else policy.action_net
+    output = policy.get_submodule("actor.mu" if algorithm == "SAC" else "action_net")
+    assert isinstance(output, torch.nn.Linear)
     with torch.no_grad():  # actions large enough for the gross cap (and PPO's clip) to bind
         output.weight.mul_(OUTPUT_GAIN[algorithm])
         output.bias.mul_(OUTPUT_GAIN[algorithm])
