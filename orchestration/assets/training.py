@@ -54,9 +54,10 @@ def lineage(config: TrainConfig, train_market: MarketData) -> dict[str, str]:
 
 
 def log_training(config: TrainConfig, trained: TrainedPolicy, tags: dict[str, str]) -> None:
-    """Log a training run to the active MLflow run: the config as YAML, its flat parameters, the
-    feature list, the lineage tags and the learning curves (one metric point per logged step)."""
-    mlflow.log_params(config.as_params())
+    """Log a training run to the active MLflow run: the config as YAML, its flat parameters (with
+    the symbols trained on), the feature list, the lineage tags and the learning curves (one
+    metric point per logged step)."""
+    mlflow.log_params({**config.as_params(), "symbols": tags["universe"]})
     mlflow.set_tags({f"lineage.{k}": v for k, v in tags.items()})
     mlflow.log_text(config.to_yaml(), "config.yaml")
     mlflow.log_text("\n".join(config.feature_columns) + "\n", "features.txt")

@@ -1,5 +1,8 @@
 """The whole asset graph, materialized in process on the tiny `test` configuration."""
 
+import re
+from pathlib import Path
+
 import dagster as dg
 import duckdb
 import mlflow
@@ -14,6 +17,7 @@ from orchestration.definitions import build_definitions
 from orchestration.project import CHAMPION_ALIAS, MODEL_NAME, ProjectPaths
 from orchestration.resources.settings import PromotionGateSettings
 from tests.support.walk_forward import KEYS, STRATEGIES, check_report, check_windows, run_walk
+from training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +29,10 @@ def defs(project_home):
 
 @pytest.fixture(scope="module")
 def retrain(defs):
-    return defs.resolve_job_def("retraining_job").execute_in_process(raise_on_error=False)
+    run_config = {"ops": {"trained_policy": {"config": {"seed": 3, "env": {"window": 16}}}}}
+    return defs.resolve_job_def("retraining_job").execute_in_process(
+        run_config=run_config, raise_on_error=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +80,31 @@ def test_policy_version_is_registered_with_params_and_oos_metrics(retrain, regis
     run = client.get_run(trained["run_id"])
     assert run.data.params["algorithm"] == "PPO"
     assert run.data.params["total_timesteps"] == "1024"
+    assert run.data.params["seed"] == "3"  # the run config reaches training
+    assert run.data.params["env.window"] == "16"
     for name in ("candidate", "equal_weight"):
         assert f"oos_{name}_sharpe" in run.data.metrics
         assert np.isfinite(run.data.metrics[f"oos_{name}_sharpe"])
+
+
+def test_policy_version_carries_its_lineage_config_and_learning_curves(retrain, registry, tmp_path):
+    trained = retrain.output_for_node("trained_policy")
+    _, client = registry
+    tags = client.get_model_version(MODEL_NAME, trained["version"]).tags
+    assert tags["algorithm"] == "PPO" and tags["timeframe"] == "1h"
+    assert tags["universe"] == ",".join(trained["symbols"])
+    assert re.fullmatch(r"[0-9a-f]{64}", tags["data_hash"])
+    assert re.fullmatch(r"[0-9a-f]{64}", tags["dbt_manifest_hash"])
+    assert tags["train_end"] == trained["train_end"] and tags["train_start"] < tags["train_end"]
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", tags["git_commit"])
+    run_id = trained["run_id"]
+    config = TrainConfig.from_yaml(client.download_artifacts(run_id, "config.yaml", str(tmp_path)))
+    assert config.seed == 3 and config.env.window == 16 and config.total_timesteps == 1024
+    features = Path(client.download_artifacts(run_id, "features.txt", str(tmp_path))).read_text()
+    assert tuple(features.split()) == config.feature_columns
+    losses = client.get_metric_history(run_id, "train.value_loss")
+    assert len(losses) >= 1 and all(np.isfinite(m.value) for m in losses)
+    assert [m.step for m in losses] == sorted(m.step for m in losses)
 
 
 def test_evaluation_is_out_of_sample_against_every_baseline_on_the_same_bars(retrain, defs):
