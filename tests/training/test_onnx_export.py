@@ -9,18 +9,22 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.distributions import StateDependentNoiseDistribution
 
 from tests.support.markets import make_synthetic_market
 from training import policy_model
 from training.actions import target_weights
 from training.config import TrainConfig
+from training.env import PerpPortfolioEnv
 from training.env_config import EnvConfig
-from training.observation import ObservationScaling, PortfolioState
+from training.observation import FeatureNormalizer, ObservationScaling, PortfolioState
 from training.onnx_export import (
     ACTIONS,
     OBSERVATIONS,
     OPSET,
     TARGET_WEIGHTS,
+    OnnxPolicy,
     export_policy,
     onnx_policy,
 )
@@ -212,3 +216,19 @@ def test_a_version_without_an_onnx_artifact_loads_on_sb3(market, trained, observ
         current.predict(None, observations), older.predict(None, observations), rtol=0, atol=1e-5
     )
     np.testing.assert_allclose(older.act(observations), policy.act(observations), atol=1e-12)
+
+
+@pytest.mark.parametrize("squash", [False, True], ids=["gsde", "gsde-squashed"])
+def test_a_policy_without_a_plain_gaussian_is_traced_through_its_forward(
+    market, observations, squash
+):
+    env = PerpPortfolioEnv(market, ENV, FeatureNormalizer.fit(market.features[:800]))
+    model = PPO("MlpPolicy", env, use_sde=True, policy_kwargs={"squash_output": squash}, seed=0)
+    assert isinstance(model.policy.action_dist, StateDependentNoiseDistribution)
+    with torch.no_grad():
+        model.policy.action_net.weight.mul_(40.0)
+    expected = model.predict(observations, deterministic=True)[0].astype(np.float64)
+    actions, weights = OnnxPolicy(export_policy(model, ENV)).run(observations)
+    np.testing.assert_allclose(actions, expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(weights, target_weights(expected, ENV), rtol=0, atol=1e-5)
+    assert np.abs(expected).max() > 0.5
