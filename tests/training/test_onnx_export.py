@@ -225,8 +225,10 @@ def test_a_policy_without_a_plain_gaussian_is_traced_through_its_forward(
     env = PerpPortfolioEnv(market, ENV, FeatureNormalizer.fit(market.features[:800]))
     model = PPO("MlpPolicy", env, use_sde=True, policy_kwargs={"squash_output": squash}, seed=0)
     assert isinstance(model.policy.action_dist, StateDependentNoiseDistribution)
+    output = model.policy.get_submodule("action_net")
+    assert isinstance(output, torch.nn.Linear)
     with torch.no_grad():
-        model.policy.action_net.weight.mul_(40.0)
+        output.weight.mul_(40.0)
     expected = model.predict(observations, deterministic=True)[0].astype(np.float64)
     actions, weights = OnnxPolicy(export_policy(model, ENV)).run(observations)
     np.testing.assert_allclose(actions, expected, rtol=0, atol=1e-5)
