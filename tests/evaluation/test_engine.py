@@ -349,7 +349,10 @@ def test_ledgers_keep_the_simulators_step_info_bar_by_bar():
     config = EnvConfig(window=WINDOW)
     targets = np.tile([3.0, 0.0], (60, 1))
     policy = linear_policy(4 * 2 * 2 + 4 * 2 + 3, 2)
-    strategies = [ScheduledWeights("levered", targets), PolicyActor("policy", policy)]
+    strategies: list[ScheduledWeights | PolicyActor] = [
+        ScheduledWeights("levered", targets),
+        PolicyActor("policy", policy),
+    ]
     ledgers = backtest(market, config, FeatureNormalizer.fit(market.features), strategies, 10)
 
     plain = replace(config, episode_length=None, random_start=False)
@@ -385,8 +388,10 @@ def test_a_policy_on_its_onnx_export_books_the_sb3_policys_ledger(synthetic):
 
     market, config, normalizer = synthetic
     model = PPO("MlpPolicy", PerpPortfolioEnv(market, config, normalizer), seed=0, device="cpu")
+    output = model.policy.get_submodule("action_net")
+    assert isinstance(output, torch.nn.Linear)
     with torch.no_grad():  # actions far from 0, so that the book moves
-        model.policy.action_net.weight.mul_(30.0)
+        output.weight.mul_(30.0)
     onnx = OnnxPolicy(export_policy(model, config))
     strategies = [
         PolicyActor("sb3", lambda obs: model.predict(obs, deterministic=True)[0]),
