@@ -120,6 +120,11 @@ def backtest(
         for i, s in enumerate(strategies)
         if isinstance(s, PolicyActor)
     ]
+    interval = env_config.decision_interval
+    if interval > 1 and policy_rows:  # between decisions a policy holds every position
+        between = np.arange(steps) % interval != 0
+        hold_plan[np.ix_(between, policies)] = True
+        holds |= between
     equity0 = sim.equity.copy()
     record = {key: np.empty((steps, b)) for key in _BAR_INFO}
     record |= {key: np.empty((steps, b, n)) for key in _ASSET_INFO}
@@ -132,7 +137,7 @@ def backtest(
             hold = hold_plan[k]
             actions = np.where(hold, sim.portfolio.weights / leverage, actions)
         for i, strategy, idx in policy_rows:
-            if not dead[i]:
+            if not dead[i] and k % interval == 0:
                 actions[i] = _act(strategy, sim.observations(idx), n)
         if any_dead:  # a liquidated account may have 0 equity: its turnover is 0 / 0
             with np.errstate(divide="ignore", invalid="ignore"):
