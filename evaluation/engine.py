@@ -5,7 +5,8 @@ the agent trained in, with no randomization, a single episode from the first dec
 and no random start. The first decision is at the close of bar ``first_bar - 1``; its order
 fills at the open of bar ``first_bar``, so the first return earned is that bar's.
 
-Scheduled targets (fractions of equity) enter the simulator as actions ``w / max_leverage``, so
+Scheduled targets (fractions of equity) enter the simulator as the actions that target them
+(``training.actions.actions_for_weights``: ``(w - baseline) / max_leverage``), so
 the env's rules apply to them exactly as in training: the per-asset leverage clip at
 ``max_leverage``, the proportional gross cap, the no-trade band and the ``tradable`` mask. A NaN
 target holds that asset (no order, ``BatchedSimulator.step``'s ``hold``); a held asset enters
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from evaluation.ledger import LEDGER_COLUMNS, Ledger
+from training.actions import actions_for_weights
 from training.env_config import EnvConfig, RandomizationConfig
 from training.market import MarketData
 from training.observation import FeatureNormalizer
@@ -113,8 +115,8 @@ def backtest(
         sim.reset_env(i, rng)
     sim.refresh()
     first, steps = sim.first, sim.length
-    leverage = config.max_leverage
-    planned, hold_plan, holds = _plan(strategies, market, first, steps, leverage)
+    planned, hold_plan, holds = _plan(strategies, market, first, steps, config)
+    flat = actions_for_weights(np.zeros(n), config)  # the actions that target no position
     policy_rows = [
         (i, s, None if b == 1 else np.array([i]))
         for i, s in enumerate(strategies)
@@ -135,7 +137,7 @@ def backtest(
         actions, hold = planned[k], None
         if holds[k]:
             hold = hold_plan[k]
-            actions = np.where(hold, sim.portfolio.weights / leverage, actions)
+            actions = np.where(hold, actions_for_weights(sim.portfolio.weights, config), actions)
         for i, strategy, idx in policy_rows:
             if not dead[i] and k % interval == 0:
                 actions[i] = _act(strategy, sim.observations(idx), n)
@@ -149,7 +151,7 @@ def backtest(
         if np.count_nonzero(liq):  # flat from now on: no order, no hold
             dead |= liq
             any_dead = True
-            planned[k + 1 :, liq] = 0.0
+            planned[k + 1 :, liq] = flat
             hold_plan[k + 1 :, liq] = False
             holds[k + 1 :] = hold_plan[k + 1 :].any(axis=(1, 2))
 
@@ -203,7 +205,11 @@ def _act(strategy: PolicyActor, obs: np.ndarray, n_assets: int) -> np.ndarray:
 
 
 def _plan(
-    strategies: Sequence[Strategy], market: MarketData, first: int, steps: int, leverage: float
+    strategies: Sequence[Strategy],
+    market: MarketData,
+    first: int,
+    steps: int,
+    limits: EnvConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The scheduled strategies' actions (steps, B, N), their hold mask (NaN targets) and the
     steps with any hold (steps,); policy rows are 0 and never held. The first decision's row is
@@ -225,7 +231,7 @@ def _plan(
         targets[0, i] = np.where(known.any(axis=0), history[latest, np.arange(shape[1])], np.nan)
     hold = np.isnan(targets)
     holds: np.ndarray = np.any(hold, axis=(1, 2))
-    return np.where(hold, 0.0, targets) / leverage, hold, holds
+    return actions_for_weights(np.where(hold, 0.0, targets), limits), hold, holds
 
 
 _SCHEMA = """

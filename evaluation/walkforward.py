@@ -43,6 +43,7 @@ from ingestion.universe import timeframe as timeframe_of
 from training.config import TrainConfig
 from training.env_config import EnvConfig
 from training.market import MarketData
+from training.onnx_export import onnx_policy
 from training.train import TrainedPolicy, train_policy
 
 FEATURE_WINDOW_BARS = 24
@@ -351,13 +352,13 @@ def run_fold(
     checkpoint with the best validation Sharpe (and stops early per its patience); the test
     window never enters that choice.
 
-    The policy (``train_policy`` on ``market.slice(*fold.train)``) acts through
-    ``TrainedPolicy.act`` (deterministic) on observations built with the train window's
-    normalizer. Each evaluation window ``[start, stop)`` is backtested on
-    ``market.slice(0, stop)`` from ``first_bar = start``, so no bar after the window is read and
-    the ``env.window`` warm-up bars before it lie in the purge gap. ``baselines`` (default
-    ``evaluation.strategies.BASELINES``) are built on that same slice. Raises ``ValueError``
-    when a purge gap of the fold is below ``min_purge_bars(env.window, feature_window)``
+    The policy (``train_policy`` on ``market.slice(*fold.train)``) acts through its ONNX export
+    (``training.onnx_export.onnx_policy``, the deterministic actor) on observations built with the
+    train window's normalizer. Each evaluation window ``[start, stop)`` is backtested on
+    ``market.slice(0, stop)`` from ``first_bar = start``, so no bar after the window is read and the
+    ``env.window`` warm-up bars before it lie in the purge gap. ``baselines`` (default
+    ``evaluation.strategies.BASELINES``) are built on that same slice. Raises ``ValueError`` when a
+    purge gap of the fold is below ``min_purge_bars(env.window, feature_window)``
     (``feature_window`` defaults to ``feature_lookback_bars(train_config.timeframe)``).
     """
     lookback = (
@@ -390,12 +391,13 @@ def run_fold(
             return sharpe if math.isfinite(sharpe) else -math.inf
 
     policy = train_policy(market.slice(*fold.train), train_config, validate)
+    exported = onnx_policy(policy)  # the deterministic actor on onnxruntime: the same actions
 
     def run(window: Window) -> dict[str, Ledger]:
         visible = market.slice(0, window[1])
         chosen = BASELINES if baselines is None else baselines
         env, normalizer = train_config.env, policy.builder.normalizer
-        actor = PolicyActor(candidate, policy.act)
+        actor = PolicyActor(candidate, exported.act)
         ledgers = backtest(visible, env, normalizer, [actor], window[0])
         scheduled: list[Strategy] = [build(visible) for build in chosen.values()]
         return ledgers | backtest(visible, baseline_env(env), None, scheduled, window[0])

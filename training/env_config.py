@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from training.actions import ACTION_BASELINES
 from training.costs import FeeModel, SlippageModel
 from training.margin import MarginModel
 
@@ -38,6 +39,9 @@ class EnvConfig:
     """L: an action of +-1 targets +-L x equity notional in that asset."""
     gross_leverage_cap: float = 3.0
     """Cap on sum_i |w_i|; larger targets are scaled down proportionally."""
+    action_baseline: str = "none"
+    """What an action of 0 targets: ``none`` (flat) or ``equal_weight`` (1/N of equity long in
+    every asset; actions then tilt away from the equal-weight book)."""
     no_trade_band: float = 0.0
     """Keep an asset's position when |target weight - current weight| is below this."""
     episode_length: int | None = 256
@@ -86,6 +90,8 @@ class EnvConfig:
             raise ValueError(f"reward: {self.reward!r} not in {REWARDS}")
         if self.episode_length is not None and self.episode_length < 1:
             raise ValueError("episode_length: must be >= 1 or None")
+        if self.action_baseline not in ACTION_BASELINES:
+            raise ValueError(f"action_baseline: {self.action_baseline!r} not in {ACTION_BASELINES}")
         if self.decision_interval < 1:
             raise ValueError(f"decision_interval: must be >= 1, got {self.decision_interval}")
         if self.turnover_penalty < 0:

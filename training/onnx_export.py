@@ -27,7 +27,7 @@ from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
 
-from training.actions import LeverageLimits
+from training.actions import LeverageLimits, baseline_weight
 from training.observation import ObservationScaling
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ class _ExportedActor(torch.nn.Module):
             self.clip = float(scaling.clip)
         self.max_leverage = float(limits.max_leverage)
         self.gross_cap = float(limits.gross_leverage_cap)
+        self.offset = baseline_weight(limits, int(np.prod(space.shape)))
 
     def forward(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         obs = observations
@@ -94,6 +95,8 @@ class _ExportedActor(torch.nn.Module):
         else:
             actions = torch.maximum(torch.minimum(raw, self.high), self.low)
         w = torch.clamp(actions.to(torch.float64), -1.0, 1.0) * self.max_leverage
+        if self.offset:
+            w = torch.clamp(w + self.offset, -self.max_leverage, self.max_leverage)
         gross = torch.sum(torch.abs(w), dim=-1, keepdim=True)
         scale = torch.clamp(self.gross_cap / torch.clamp(gross, min=1e-12), max=1.0)
         return actions, w * scale

@@ -130,7 +130,9 @@ def trained_policy(
             builder=trained.builder,
             train_end=train_end_timestamp(train_market),
         )
-        version = log_policy(trained.algorithm, spec, mlflow_registry.model_name)
+        version = log_policy(
+            trained.algorithm, spec, mlflow_registry.model_name, scaling=trained.scaling
+        )
         client = mlflow.MlflowClient()
         for key, value in tags.items():
             client.set_model_version_tag(mlflow_registry.model_name, version.version, key, value)

@@ -1,5 +1,5 @@
 """Training levers: the decision interval (env, vec env and the backtest engine), the turnover
-penalty and the reward scale."""
+penalty, the reward scale and the equal-weight action baseline."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from evaluation.engine import PolicyActor, backtest
+from evaluation.engine import PolicyActor, ScheduledWeights, backtest
+from evaluation.strategies import equal_weight, funding_carry
 from tests.support.markets import make_synthetic_market
+from training.actions import actions_for_weights, target_weights
 from training.env import PerpPortfolioEnv
 from training.env_config import EnvConfig
 from training.observation import FeatureNormalizer
@@ -129,3 +131,37 @@ def test_turnover_penalty_and_reward_scale_enter_the_reward_exactly(market):
 def test_bad_lever_values_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         EnvConfig(**{field: value})
+
+
+def test_an_equal_weight_baseline_makes_action_zero_the_equal_weight_book():
+    config = EnvConfig(max_leverage=1.0, gross_leverage_cap=3.0, action_baseline="equal_weight")
+    n = 4
+    np.testing.assert_allclose(target_weights(np.zeros(n), config), np.full(n, 0.25))
+    tilt = np.array([0.1, -0.1, 1.0, -1.0])
+    np.testing.assert_allclose(target_weights(tilt, config), [0.35, 0.15, 1.0, -0.75])
+    weights = np.array([0.5, -0.2, 0.0, 0.3])
+    np.testing.assert_allclose(
+        target_weights(actions_for_weights(weights, config), config), weights
+    )
+    with pytest.raises(ValueError, match="action_baseline"):
+        EnvConfig(action_baseline="risk_parity")
+
+
+def test_schedules_keep_their_ledgers_under_an_equal_weight_action_baseline(market):
+    normalizer = FeatureNormalizer.fit(market.features[:200])
+    config = replace(CONFIG, episode_length=None, no_trade_band=0.02)
+    shifted = replace(config, action_baseline="equal_weight")
+    scheduled = [equal_weight(market, "1h"), funding_carry(market)]
+    plain = backtest(market, config, None, scheduled, 250)
+    moved = backtest(market, shifted, None, scheduled, 250)
+    for name in plain:
+        np.testing.assert_allclose(moved[name].equity, plain[name].equity, rtol=0, atol=1e-9)
+    zero = PolicyActor("zero", lambda obs: np.zeros((len(obs), market.n_assets)))
+    every_bar = ScheduledWeights(
+        "equal_every_bar", np.full((market.n_bars, market.n_assets), 1.0 / market.n_assets)
+    )
+    ledgers = backtest(market, shifted, normalizer, [zero, every_bar], 250)
+    np.testing.assert_allclose(
+        ledgers["zero"].equity, ledgers["equal_every_bar"].equity, rtol=0, atol=1e-9
+    )
+    assert ledgers["zero"].weights[5].sum() == pytest.approx(1.0, abs=0.05)

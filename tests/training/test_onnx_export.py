@@ -124,6 +124,15 @@ def test_onnx_matches_the_sb3_policy_on_1000_observations(trained, observations,
         assert (np.abs(expected_actions) == 1.0).mean() > 0.05
 
 
+def test_the_graph_maps_actions_around_an_equal_weight_baseline(trained, observations):
+    policy = trained["PPO"]
+    env = replace(ENV, action_baseline="equal_weight")
+    shifted = replace(policy, config=replace(policy.config, env=env))
+    actions, weights = onnx_policy(shifted).run(observations)
+    np.testing.assert_allclose(weights, target_weights(policy.act(observations), env), atol=1e-5)
+    assert np.abs(weights - onnx_policy(policy).run(observations)[1]).max() > 0.1
+
+
 def test_the_graph_scales_the_raw_observation(trained, observations):
     policy = trained["PPO"]
     scaling = _scaling(observations)
