@@ -136,7 +136,8 @@ def log_policy(
 
     Artifacts: the SB3 model (``policy.zip``), the spec, the observation ``scaling`` the policy
     was trained with (if any) and the ONNX export (``policy.onnx``: raw observation -> actions
-    and target weights, the scaling and the spec's leverage limits inside the graph).
+    and target weights, the scaling and the spec's leverage limits inside the graph), with the
+    model signature observation (float32, D) -> target weights (float64, N).
     """
     with tempfile.TemporaryDirectory() as tmp:
         paths = {
@@ -151,12 +152,14 @@ def log_policy(
             paths["scaling"] = Path(tmp) / "scaling.json"
             paths["scaling"].write_text(json.dumps(scaling.to_dict()))
         example = np.zeros((1, spec.builder.observation_space.shape[0]), dtype=np.float32)
+        weights = OnnxPolicy(paths["onnx"]).target_weights(example)
         info = mlflow.pyfunc.log_model(
             name="policy",
             python_model=str(Path(__file__).with_name("policy_model_entry.py")),
             artifacts={key: str(path) for key, path in paths.items()},
             pip_requirements=pip_requirements(),
             input_example=example,
+            signature=mlflow.models.infer_signature(example, weights),
             registered_model_name=registered_model_name,
         )
     client = mlflow.MlflowClient()

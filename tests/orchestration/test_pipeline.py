@@ -87,6 +87,11 @@ def test_policy_version_is_registered_with_params_and_oos_metrics(retrain, regis
         assert np.isfinite(run.data.metrics[f"oos_{name}_sharpe"])
 
 
+def n_observation(config: TrainConfig, n_assets: int) -> int:
+    """Length of the observation vector: the feature window, then 4 entries per asset and 3."""
+    return config.env.window * n_assets * len(config.feature_columns) + 4 * n_assets + 3
+
+
 def test_policy_version_carries_its_lineage_config_and_learning_curves(retrain, registry, tmp_path):
     trained = retrain.output_for_node("trained_policy")
     _, client = registry
@@ -102,6 +107,10 @@ def test_policy_version_carries_its_lineage_config_and_learning_curves(retrain, 
     assert config.seed == 3 and config.env.window == 16 and config.total_timesteps == 1024
     features = Path(client.download_artifacts(run_id, "features.txt", str(tmp_path))).read_text()
     assert tuple(features.split()) == config.feature_columns
+    signature = mlflow.models.get_model_info(f"models:/{MODEL_NAME}/{trained['version']}").signature
+    n_assets = len(trained["symbols"])
+    assert signature.inputs.inputs[0].shape == (-1, n_observation(config, n_assets))
+    assert signature.outputs.inputs[0].shape == (-1, n_assets)
     losses = client.get_metric_history(run_id, "train.value_loss")
     assert len(losses) >= 1 and all(np.isfinite(m.value) for m in losses)
     assert [m.step for m in losses] == sorted(m.step for m in losses)
