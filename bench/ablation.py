@@ -91,7 +91,7 @@ def run_one(job: tuple[str, dict, int, int, int | None]) -> dict[str, Any]:
     from evaluation.metrics import compute_metrics, daily_returns
     from evaluation.statistics import bootstrap_sharpe_ci
     from evaluation.strategies import BASELINES
-    from evaluation.walkforward import WalkForwardConfig, walk_forward
+    from evaluation.walkforward import WalkForwardConfig, validation_bars, walk_forward
     from training.config import TrainConfig
 
     name, overrides, seed, folds, timesteps = job
@@ -100,7 +100,7 @@ def run_one(job: tuple[str, dict, int, int, int | None]) -> dict[str, Any]:
     if timesteps is not None:
         config = replace(config, total_timesteps=timesteps)
     market = _MARKET
-    wf = WalkForwardConfig(n_folds=folds, validation_bars=validation_bars(market))
+    wf = WalkForwardConfig(n_folds=folds, validation_bars=validation_bars(config.timeframe))
     n_assets = market.n_assets
     rng = np.random.default_rng(1_000 + seed)
 
@@ -140,11 +140,6 @@ def _random_walk(market: Any, wf: Any, config: Any, act: Any, actor: Any) -> Any
         run = backtest(visible, config.env, normalizer, [actor("random_policy", act)], fold.test[0])
         ledgers.append(run["random_policy"])
     return stitch(ledgers)
-
-
-def validation_bars(market: Any) -> int:
-    """Each fold's validation window: 60 days of bars."""
-    return int(round(60 * 24 / market.bar_hours))
 
 
 def _metrics(m: Any) -> dict[str, Any]:

@@ -337,6 +337,32 @@ class FoldResult:
     """``fold.describe(market)``: bar counts and times of the windows."""
 
 
+VALIDATION_DAYS = 60
+"""Days of a validation window when one is used for early stopping."""
+
+
+def validation_bars(timeframe: str, days: int = VALIDATION_DAYS) -> int:
+    """Bars of a validation window of ``days`` at ``timeframe``: 1,440 at 1h."""
+    return int(round(days * 24 / timeframe_of(timeframe).hours))
+
+
+def validation_scorer(
+    market: MarketData, window: Window, train_config: TrainConfig, candidate: str = "candidate"
+) -> Callable[[TrainedPolicy], float]:
+    """Scores a policy by its Sharpe over ``window`` (backtested on the bars up to its end, with
+    the policy's own normalizer): what early stopping maximizes; -inf when not finite."""
+
+    def validate(trained: TrainedPolicy) -> float:
+        visible = market.slice(0, window[1])
+        actor = PolicyActor(candidate, trained.act)
+        normalizer = trained.builder.normalizer
+        ledgers = backtest(visible, train_config.env, normalizer, [actor], window[0])
+        sharpe = compute_metrics(ledgers[candidate]).sharpe
+        return sharpe if math.isfinite(sharpe) else -math.inf
+
+    return validate
+
+
 def run_fold(
     market: MarketData,
     fold: Fold,
@@ -380,15 +406,7 @@ def run_fold(
         raise ValueError(f"{fold.name}: test window ends at bar {fold.test[1]}, after the market")
     validate = None
     if fold.validation is not None and train_config.validation_every > 0:
-        validation_window = fold.validation
-
-        def validate(trained: TrainedPolicy) -> float:
-            visible = market.slice(0, validation_window[1])
-            actor = PolicyActor(candidate, trained.act)
-            normalizer = trained.builder.normalizer
-            ledgers = backtest(visible, train_config.env, normalizer, [actor], validation_window[0])
-            sharpe = compute_metrics(ledgers[candidate]).sharpe
-            return sharpe if math.isfinite(sharpe) else -math.inf
+        validate = validation_scorer(market, fold.validation, train_config, candidate)
 
     policy = train_policy(market.slice(*fold.train), train_config, validate)
     exported = onnx_policy(policy)  # the deterministic actor on onnxruntime: the same actions

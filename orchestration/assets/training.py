@@ -6,7 +6,13 @@ import dagster as dg
 import mlflow
 import numpy as np
 
-from evaluation.walkforward import Fold, feature_lookback_bars, make_folds
+from evaluation.walkforward import (
+    Fold,
+    feature_lookback_bars,
+    make_folds,
+    validation_bars,
+    validation_scorer,
+)
 from orchestration.assets.features import FEATURE_MART
 from orchestration.resources.dbt_cli import dbt_project
 from orchestration.resources.market_source import MarketSource
@@ -79,9 +85,14 @@ def log_training(config: TrainConfig, trained: TrainedPolicy, tags: dict[str, st
 
 def single_split(n_bars: int, config: TrainConfig, walk_forward: WalkForwardSettings) -> Fold:
     """The one-fold walk-forward split: train, the purge gap, then the trailing
-    ``config.test_fraction`` of the bars out of sample (no validation window)."""
+    ``config.test_fraction`` of the bars out of sample; when the config validates
+    (``validation_every``), a 60-day validation window and a second purge gap sit between
+    train and test, as in the walk-forward folds."""
+    validation = validation_bars(config.timeframe) if config.validation_every > 0 else 0
     folds_config = replace(
-        walk_forward.walk_forward_config(1), test_fraction=config.test_fraction, validation_bars=0
+        walk_forward.walk_forward_config(1),
+        test_fraction=config.test_fraction,
+        validation_bars=validation,
     )
     folds_config.check_purge(config.env.window, feature_lookback_bars(config.timeframe))
     return make_folds(n_bars, folds_config)[0]
@@ -118,7 +129,12 @@ def trained_policy(
     run_name = f"train-{train_config.algorithm}-{train_config.timeframe}-seed{train_config.seed}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         mlflow.set_tags({"dagster_run_id": context.run.run_id, "stage": "training"})
-        trained = train_policy(train_market, train_config)
+        validate = (
+            validation_scorer(market, fold.validation, train_config)
+            if fold.validation is not None
+            else None
+        )
+        trained = train_policy(train_market, train_config, validate)
         log_training(train_config, trained, tags)
         mlflow.log_metrics({"train_bars": cut})
         spec = PolicySpec(
@@ -154,7 +170,10 @@ def trained_policy(
             **summary,
             "symbols": ", ".join(spec.symbols),
             "train_bars": cut,
-            "purge_bars": fold.test[0] - cut,
+            "validation_bars": 0
+            if fold.validation is None
+            else fold.validation[1] - fold.validation[0],
+            "purge_bars": (fold.validation or fold.test)[0] - cut,
             "test_bars": fold.test[1] - fold.test[0],
             "bars_loaded": market.n_bars,
             "first_bar": str(market.timestamps[0]),
