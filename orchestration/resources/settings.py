@@ -43,8 +43,10 @@ class TrainingSettings(dg.ConfigurableResource):
     """Minibatch size."""
     test_fraction: float | None = None
     """Trailing fraction of bars held out for out-of-sample evaluation."""
+    validation_every: int | None = None
+    """Timesteps between validation scores (0: no validation window, no early stopping)."""
     episode_length: int | None = None
-    """Bars per training episode (``EnvConfig.episode_length``)."""
+    """Decisions per training episode (``EnvConfig.episode_length``)."""
 
     def train_config(self, venue: str, run: TrainingRun | None = None) -> TrainConfig:
         """The preset (the run's, else this environment's) with this environment's overrides,
