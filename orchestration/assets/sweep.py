@@ -32,13 +32,13 @@ from evaluation.walkforward import feature_lookback_bars, min_purge_bars, run_fo
 from ingestion.universe import MART_TIMEFRAMES
 from ingestion.universe import timeframe as timeframe_of
 from orchestration.assets.features import FEATURE_MART
-from orchestration.assets.training import lineage, log_training, single_split, training_symbols
+from orchestration.assets.training import lineage, log_training, single_split, training_market
 from orchestration.resources.market_source import MarketSource
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.settings import TrainingRun, TrainingSettings, WalkForwardSettings
 from orchestration.resources.warehouse import DuckDBWarehouse
 from training.config import TrainConfig
-from training.data import FEATURE_TABLE, load_market
+from training.data import FEATURE_TABLE
 
 SWEEP_ALGORITHMS = ("A2C", "PPO", "SAC")
 """Algorithms of the sweep's partitions."""
@@ -176,14 +176,7 @@ def training_sweep(
             )
         )
     train_config = sweep_config(training, market_source.venue, config, point)
-    symbols = training_symbols(train_config, market_source)
-    market = load_market(
-        warehouse.path,
-        train_config.venue,
-        train_config.timeframe,
-        train_config.feature_columns,
-        symbols=symbols,
-    )
+    market = training_market(warehouse, market_source, train_config)
     purge = walk_forward.purge_bars
     if purge is None:
         purge = min_purge_bars(train_config.env.window, feature_lookback_bars(point.timeframe))

@@ -41,6 +41,19 @@ def training_symbols(config: TrainConfig, market_source: MarketSource) -> tuple[
     return config.symbols
 
 
+def training_market(
+    warehouse: DuckDBWarehouse, market_source: MarketSource, config: TrainConfig
+) -> MarketData:
+    """The feature mart at the config's venue and timeframe, of training_symbols."""
+    return load_market(
+        warehouse.path,
+        config.venue,
+        config.timeframe,
+        config.feature_columns,
+        symbols=training_symbols(config, market_source),
+    )
+
+
 def lineage(config: TrainConfig, train_market: MarketData) -> dict[str, str]:
     """What a policy came from, as MLflow tags: data window and hash, universe, algorithm,
     timeframe, the dbt manifest's hash and the code's commit."""
@@ -113,14 +126,7 @@ def trained_policy(
     configuration (or the config's own symbols among them). The run config picks a preset and
     overrides any ``TrainConfig`` field."""
     train_config = training.train_config(venue=market_source.venue, run=config)
-    symbols = training_symbols(train_config, market_source)
-    market = load_market(
-        warehouse.path,
-        train_config.venue,
-        train_config.timeframe,
-        train_config.feature_columns,
-        symbols=symbols,
-    )
+    market = training_market(warehouse, market_source, train_config)
     fold = single_split(market.n_bars, train_config, walk_forward)
     train_market = market.slice(*fold.train)
     cut = fold.train[1]

@@ -33,12 +33,11 @@ from evaluation.walkforward import (
     stitch,
 )
 from orchestration.assets.features import FEATURE_MART
-from orchestration.assets.training import lineage, log_training, training_symbols
+from orchestration.assets.training import lineage, log_training, training_market
 from orchestration.resources.market_source import MarketSource
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.settings import TrainingRun, TrainingSettings, WalkForwardSettings
 from orchestration.resources.warehouse import DuckDBWarehouse
-from training.data import load_market
 
 N_FOLDS = int(os.environ.get("PERPFOLIO_WALK_FORWARD_FOLDS", WalkForwardConfig().n_folds))
 """Folds of the walk-forward partitions, fixed when the code location loads."""
@@ -71,14 +70,7 @@ def walk_forward_fold(
     folds_config = walk_forward.walk_forward_config(N_FOLDS)
     lookback = feature_lookback_bars(train_config.timeframe)
     folds_config.check_purge(train_config.env.window, lookback)
-    symbols = training_symbols(train_config, market_source)
-    market = load_market(
-        warehouse.path,
-        train_config.venue,
-        train_config.timeframe,
-        train_config.feature_columns,
-        symbols=symbols,
-    )
+    market = training_market(warehouse, market_source, train_config)
     fold = make_folds(market.n_bars, folds_config)[fold_index(context.partition_key)]
     experiment_id = mlflow_registry.activate()
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"walk-forward-{fold.name}") as run:
@@ -99,7 +91,7 @@ def walk_forward_fold(
             "data": {
                 "venue": train_config.venue,
                 "timeframe": train_config.timeframe,
-                "symbols": ",".join(symbols),
+                "symbols": ",".join(market.symbols),
             },
             "run_id": run.info.run_id,
             "ledgers": result.ledgers,
