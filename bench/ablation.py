@@ -127,6 +127,33 @@ def run_one(job: tuple[str, dict, int, int, int | None]) -> dict[str, Any]:
     return out
 
 
+BASELINE_VALIDATION = "_baseline_validation"
+"""The ``variant`` of the JSON line holding every baseline's Sharpe per fold's validation window."""
+
+
+def baseline_validation(market: Any, folds: int) -> dict[str, list[float]]:
+    """Each baseline's Sharpe over every fold's validation window (the same for every variant:
+    the baselines trade by their own rules, under the default costs)."""
+    from evaluation.engine import backtest
+    from evaluation.metrics import compute_metrics
+    from evaluation.strategies import BASELINES, baseline_env
+    from evaluation.walkforward import WalkForwardConfig, make_folds, validation_bars
+    from training.config import TrainConfig
+
+    config = TrainConfig()
+    wf = WalkForwardConfig(n_folds=folds, validation_bars=validation_bars(config.timeframe))
+    out: dict[str, list[float]] = {name: [] for name in BASELINES}
+    for fold in make_folds(market.n_bars, wf):
+        assert fold.validation is not None
+        visible = market.slice(0, fold.validation[1])
+        scheduled = [build(visible) for build in BASELINES.values()]
+        env = baseline_env(config.env)
+        ledgers = backtest(visible, env, None, scheduled, fold.validation[0])
+        for name, ledger in ledgers.items():
+            out[name].append(compute_metrics(ledger).sharpe)
+    return out
+
+
 def _random_walk(market: Any, wf: Any, config: Any, act: Any, actor: Any) -> Any:
     """A random policy under ``config.env`` on every fold's test window, stitched."""
     from evaluation.engine import backtest
@@ -167,14 +194,17 @@ def _metrics(m: Any) -> dict[str, Any]:
 def table(results: list[dict[str, Any]], variants: dict[str, dict]) -> str:
     """Markdown: one row per variant (median and range over seeds), then every baseline."""
     lines = [
-        "| variant | val. Sharpe (median) | OOS Sharpe median [min, max] | 95% CI (median seed) "
+        "| variant | val. Sharpe (median) | val. Sharpe - best baseline's (median) "
+        "| OOS Sharpe median [min, max] | 95% CI (median seed) "
         "| return | max DD | turnover | turnover cost | cost / gross PnL | liquidated "
         "| random policy Sharpe |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_variant: dict[str, list[dict]] = {}
     for r in results:
         by_variant.setdefault(r["variant"], []).append(r)
+    reference = by_variant.pop(BASELINE_VALIDATION, [{}])[0].get("sharpe")
+    best_baseline = np.max(np.array(list(reference.values())), axis=0) if reference else None
     for name in variants:
         runs = by_variant.get(name, [])
         if not runs:
@@ -183,17 +213,22 @@ def table(results: list[dict[str, Any]], variants: dict[str, dict]) -> str:
         mid = runs[len(runs) // 2]["test"]["candidate"]
         sharpes = [r["test"]["candidate"]["sharpe"] for r in runs]
         val = float(np.median([np.mean(r["validation_sharpe"]) for r in runs]))
+        excess = (
+            float(np.median([np.mean(r["validation_sharpe"] - best_baseline) for r in runs]))
+            if best_baseline is not None
+            else math.nan
+        )
         rnd = float(np.median([r["test"]["random_policy"]["sharpe"] for r in runs]))
         lo, hi = mid["sharpe_ci"]
         liquidated = any(r["test"]["candidate"]["liquidated"] for r in runs)
         lines.append(
-            f"| {name} | {val:.2f} | {np.median(sharpes):.2f} [{min(sharpes):.2f}, "
+            f"| {name} | {val:.2f} | {excess:.2f} | {np.median(sharpes):.2f} [{min(sharpes):.2f}, "
             f"{max(sharpes):.2f}] | [{lo:.2f}, {hi:.2f}] | {mid['total_return']:.1%} "
             f"| {mid['max_drawdown']:.1%} | {mid['turnover']:.1f} | {mid['turnover_cost']:.1%} "
             f"| {mid['cost_share_of_gross']:.2f} | {liquidated} "
             f"| {rnd:.2f} |"
         )
-    first = results[0]["test"]
+    first = next(r for r in results if r["variant"] != BASELINE_VALIDATION)["test"]
     lines += [
         "",
         "| baseline | OOS Sharpe | return | max DD | turnover | turnover cost |",
@@ -227,12 +262,22 @@ def main() -> None:
     variants = {n: all_variants[n] or {} for n in names}
     if args.table:
         rows = [json.loads(line) for line in args.table.read_text().splitlines() if line]
-        print(table([r for r in rows if r["variant"] in variants], variants))
+        keep = set(variants) | {BASELINE_VALIDATION}
+        print(table([r for r in rows if r["variant"] in keep], variants))
         return
     home = args.home or Path(tempfile.gettempdir()) / f"perpfolio-ablation-{args.data}"
     home.mkdir(parents=True, exist_ok=True)
     _MARKET, venue, symbols = prepare(args.data, home)
     print(f"data: {args.data} ({venue}: {symbols}, {_MARKET.n_bars} bars), home: {home}")
+    if args.out:
+        done = args.out.read_text() if args.out.exists() else ""
+        if BASELINE_VALIDATION not in done:
+            row = {
+                "variant": BASELINE_VALIDATION,
+                "sharpe": baseline_validation(_MARKET, args.folds),
+            }
+            with args.out.open("a") as out:
+                out.write(json.dumps(row) + "\n")
     jobs = [(n, v, s, args.folds, args.timesteps) for n, v in variants.items() for s in args.seeds]
     started = time.perf_counter()
     results: list[dict[str, Any]] = []
