@@ -10,6 +10,7 @@ strategy and adds the metrics, the statistics and the tear sheet.
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from evaluation.walkforward import (
     make_folds,
     run_fold,
     stitch,
+    validation_bars,
 )
 from orchestration.assets.features import FEATURE_MART
 from orchestration.assets.training import lineage, log_training, training_market
@@ -68,6 +70,10 @@ def walk_forward_fold(
     backtested on the fold's test window (ledgers in ``evaluation.ledger_bars``)."""
     train_config = training.train_config(venue=market_source.venue, run=config)
     folds_config = walk_forward.walk_forward_config(N_FOLDS)
+    if walk_forward.validation_bars is None and train_config.validation_every > 0:
+        folds_config = replace(
+            folds_config, validation_bars=validation_bars(train_config.timeframe)
+        )
     lookback = feature_lookback_bars(train_config.timeframe)
     folds_config.check_purge(train_config.env.window, lookback)
     market = training_market(warehouse, market_source, train_config)
