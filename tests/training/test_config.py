@@ -10,7 +10,7 @@ import yaml
 from training.config import CONFIG_DIR, TrainConfig, load_config, preset_path
 from training.env_config import EnvConfig, RandomizationConfig
 
-PRESETS = ("demo", "cpts", "guide")
+PRESETS = ("demo", "cpts", "guide", "ew_tilt")
 
 
 def test_the_yaml_of_a_config_reads_back_to_the_same_config(tmp_path):
@@ -45,6 +45,8 @@ def test_presets_say_what_they_promise():
     assert guide.algorithm == "PPO" and guide.timeframe == "1h"
     assert guide.symbols == ("BTC", "ETH", "SOL", "AVAX", "LINK")
     assert "order_book_imbalance" in guide.feature_columns and "basis" in guide.feature_columns
+    tilt = load_config("ew_tilt").env
+    assert (tilt.action_baseline, tilt.decision_interval, tilt.window) == ("equal_weight", 24, 4)
 
 
 def test_later_layers_win_and_nested_sections_merge():
