@@ -257,7 +257,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="JSON lines, one run each, appended as they end")
     parser.add_argument("--table", type=Path, help="a JSON-lines file to print the table of")
     args = parser.parse_args()
-    all_variants: dict[str, dict] = yaml.safe_load(VARIANTS.read_text())
+    loaded: dict[str, dict] = yaml.safe_load(VARIANTS.read_text())
+    all_variants = {k: v for k, v in loaded.items() if not k.startswith("_")}  # "_": anchors
     names = args.variants.split(",") if args.variants else list(all_variants)
     variants = {n: all_variants[n] or {} for n in names}
     if args.table:
