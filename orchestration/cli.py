@@ -90,9 +90,16 @@ def demo(timesteps: int | None = None) -> int:
     promotion = retrain.output_for_node("champion_model")
     print(f"venue               {trained['venue']}")
     print(f"symbols             {', '.join(trained['symbols'])}")
+    kept = trained.get("best_timesteps")
+    checkpoint = (
+        f"; stopped at {trained['trained_timesteps']:,}, kept the best on the validation "
+        f"window at {kept:,}"
+        if kept is not None
+        else ""
+    )
     print(
         f"training            {trained['algorithm']}, {trained['total_timesteps']:,} steps "
-        f"in {trained['train_seconds']:.0f} s"
+        f"in {trained['train_seconds']:.0f} s{checkpoint}"
     )
     print(f"model registered    {trained['model_name']} v{trained['version']}")
     days = evaluation["metrics"]["candidate"]["n_days"]

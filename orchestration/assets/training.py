@@ -167,6 +167,8 @@ def trained_policy(
         "algorithm": train_config.algorithm,
         "total_timesteps": train_config.total_timesteps,
         "train_seconds": trained.train_seconds,
+        "trained_timesteps": int(trained.algorithm.num_timesteps),
+        "best_timesteps": trained.best_timesteps,
         "venue": spec.venue,
         "symbols": list(spec.symbols),
     }
