@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser.add_argument(
         "--timesteps",
         type=int,
-        help="training budget in environment steps (default: the environment's, 100k locally)",
+        help="training budget in decisions (default: the config's, 20,000)",
     )
     ui_parser = commands.add_parser("ui", help="start the Dagster and MLflow UIs")
     ui_parser.add_argument("--dagster-port", type=int, default=3000)

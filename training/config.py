@@ -85,14 +85,23 @@ class TrainConfig:
     """Scale observations by running statistics (SB3 ``VecNormalize``); they ship with the model."""
     normalize_rewards: bool = False
     """Scale rewards by a running estimate of the discounted return's std (``VecNormalize``)."""
-    validation_every: int = 0
+    validation_every: int = 2048
     """Timesteps between evaluations of the policy on the validation window (0: none). With a
     validation window the best-scoring checkpoint is kept."""
-    early_stopping_patience: int = 0
+    early_stopping_patience: int = 4
     """Stop after this many validation evaluations without a better score (0: never early)."""
-    env: EnvConfig = field(default_factory=lambda: EnvConfig(max_leverage=1.0, no_trade_band=0.1))
+    env: EnvConfig = field(
+        default_factory=lambda: EnvConfig(
+            window=4,
+            max_leverage=1.0,
+            no_trade_band=0.1,
+            episode_length=90,
+            decision_interval=24,
+        )
+    )
     """The trading environment: window, leverage, costs, margin, reward, episodes. Training
-    defaults to 1x per asset and a 10% no-trade band (see README, "Results, honestly")."""
+    defaults to the ablation's choice (docs/training.md): a decision a day (every 24 bars), a
+    4-bar observation window, 90-decision episodes, 1x per asset and a 10% no-trade band."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in ("PPO", "A2C", "SAC"):

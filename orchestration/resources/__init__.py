@@ -48,7 +48,12 @@ def build_resources(environment: str | None = None) -> dict[str, object]:
             **shared,
             "market_source": market_source_for("test"),
             "training": TrainingSettings(
-                total_timesteps=1_024, n_envs=2, n_steps=128, batch_size=128, episode_length=128
+                total_timesteps=1_024,
+                n_envs=2,
+                n_steps=128,
+                batch_size=128,
+                episode_length=8,
+                validation_every=0,
             ),
             "promotion_gate": PromotionGateSettings(),
             "walk_forward": WalkForwardSettings(),
@@ -56,7 +61,7 @@ def build_resources(environment: str | None = None) -> dict[str, object]:
     return {
         **shared,
         "market_source": market_source_for("local"),
-        "training": TrainingSettings(total_timesteps=100_000, episode_length=512),
+        "training": TrainingSettings(),
         "promotion_gate": PromotionGateSettings(),
         "walk_forward": WalkForwardSettings(),
     }
