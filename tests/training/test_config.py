@@ -41,8 +41,10 @@ def test_presets_say_what_they_promise():
     assert load_config("demo") == TrainConfig()  # the embedded default is the defaults
     cpts = load_config("cpts")
     assert (cpts.algorithm, cpts.env.reward, cpts.env.delay_k) == ("A2C", "delayed", 24)
+    assert (cpts.env.decision_interval, cpts.validation_every) == (1, 0)
     guide = load_config("guide")
     assert guide.algorithm == "PPO" and guide.timeframe == "1h"
+    assert guide.env.decision_interval == 1
     assert guide.symbols == ("BTC", "ETH", "SOL", "AVAX", "LINK")
     assert "order_book_imbalance" in guide.feature_columns and "basis" in guide.feature_columns
     tilt = load_config("ew_tilt").env
