@@ -44,7 +44,7 @@ def _field(output: str, name: str) -> str:
 
 
 def test_demo_runs_the_pipeline_twice_with_idempotent_ingestion(tmp_path):
-    # The demo's code path with a smaller training budget than its default 100k steps: the test
+    # The demo's code path with a smaller training budget than its default 20k steps: the test
     # checks the pipeline and its summary, not what PPO learns (README, "Measured figures").
     first = _demo(tmp_path, "--timesteps", "8192")
     assert "(ok)" in _field(first, "retraining run")
@@ -56,7 +56,15 @@ def test_demo_runs_the_pipeline_twice_with_idempotent_ingestion(tmp_path):
         assert line, f"no metrics line with a Sharpe interval for {name}:\n{first}"
         low, high = map(float, line.group(3).split(","))
         assert low <= high
-    assert re.search(r"DSR \d\.\d{3} over \d+ trials", _field(first, "statistics"))
+    statistics = re.search(r"PSR (\S+), DSR (\S+) over \d+ trials", _field(first, "statistics"))
+    assert statistics, _field(first, "statistics")
+    candidate = re.search(r"^  candidate\s+(-?[\d.]+)\s+\[.+?\]\s+(\S+)", first, re.M)
+    assert candidate
+    if "nan" in statistics.groups():  # only a flat candidate (constant returns) has none
+        assert statistics.groups() == ("nan", "nan")
+        assert float(candidate.group(1)) == 0.0 and candidate.group(2) == "0.00%"
+    else:
+        assert all(0.0 <= float(v) <= 1.0 for v in statistics.groups())
     assert _field(first, "promotion")
     assert _field(first, "champion alias").startswith("@champion -> ")
     rows_first = ast.literal_eval(_field(first, "raw rows"))

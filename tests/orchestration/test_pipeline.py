@@ -16,7 +16,14 @@ from orchestration.assets.promotion import champion_model
 from orchestration.definitions import build_definitions
 from orchestration.project import CHAMPION_ALIAS, MODEL_NAME, ProjectPaths
 from orchestration.resources.settings import PromotionGateSettings
-from tests.support.walk_forward import KEYS, STRATEGIES, check_report, check_windows, run_walk
+from tests.support.walk_forward import (
+    FOLD_RUN_CONFIG,
+    KEYS,
+    STRATEGIES,
+    check_report,
+    check_windows,
+    run_walk,
+)
 from training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -300,7 +307,9 @@ def test_report_metadata_has_the_plots_and_the_fold_table(walk):
 def test_rerunning_one_fold_replaces_its_ledger_rows_and_the_report_counts_trials(walk):
     before = walk.ledger_counts()
     job = walk.defs.resolve_job_def("walk_forward_job")
-    again = job.execute_in_process(partition_key="fold-2", instance=walk.instance)
+    again = job.execute_in_process(
+        run_config=FOLD_RUN_CONFIG, partition_key="fold-2", instance=walk.instance
+    )
     assert again.success
     assert walk.ledger_counts() == before
     assert sum(n for (e, _), n in before.items() if e == "walk-forward/fold-2") == 7 * int(

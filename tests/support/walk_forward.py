@@ -58,6 +58,17 @@ class Walk:
         return pd.Timestamp(first), pd.Timestamp(last)
 
 
+FOLD_RUN_CONFIG = {
+    "ops": {
+        "walk_forward_fold": {
+            "config": {"env": {"decision_interval": 1, "window": 32, "episode_length": 128}}
+        }
+    }
+}
+"""Hourly decisions for the folds' tiny training budget: a policy that trades (a daily policy
+this small stays flat, and a flat candidate has no probabilistic Sharpe to check)."""
+
+
 def run_walk(defs: dg.Definitions, home):
     """The 4 fold partitions (a run each, as a backfill launches them) and the report over the
     features ``defs``' warehouse already holds, on one instance under ``home``; yields the
@@ -66,7 +77,10 @@ def run_walk(defs: dg.Definitions, home):
     (home / "walk-instance").mkdir()
     with dg.instance_for_test(temp_dir=str(home / "walk-instance")) as instance:
         job = defs.resolve_job_def("walk_forward_job")
-        folds = [job.execute_in_process(partition_key=k, instance=instance) for k in KEYS]
+        folds = [
+            job.execute_in_process(run_config=FOLD_RUN_CONFIG, partition_key=k, instance=instance)
+            for k in KEYS
+        ]
         assert all(r.success for r in folds)
         report_job = defs.resolve_job_def("walk_forward_report_job")
         report = report_job.execute_in_process(instance=instance)
