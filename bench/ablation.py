@@ -87,10 +87,8 @@ def prepare(data: str, home: Path) -> tuple[Any, str, str]:
 
 def run_one(job: tuple[str, dict, int, int, int | None]) -> dict[str, Any]:
     """One variant with one seed through the walk-forward; metrics of every window."""
-    from evaluation.engine import PolicyActor
     from evaluation.metrics import compute_metrics, daily_returns
     from evaluation.statistics import bootstrap_sharpe_ci
-    from evaluation.strategies import BASELINES
     from evaluation.walkforward import WalkForwardConfig, validation_bars, walk_forward
     from training.config import TrainConfig
 
@@ -107,13 +105,17 @@ def run_one(job: tuple[str, dict, int, int, int | None]) -> dict[str, Any]:
     def random_policy(obs: np.ndarray) -> np.ndarray:
         return rng.uniform(-1.0, 1.0, (len(obs), n_assets))
 
-    baselines: dict[str, Any] = dict(BASELINES)
     started = time.perf_counter()
-    result = walk_forward(market, wf, config, baselines)
-    random_result = _random_walk(market, wf, config, random_policy, PolicyActor)
+    result = walk_forward(market, wf, config)
+    random_result = _random_walk(market, wf, config, random_policy)
     out: dict[str, Any] = {"variant": name, "seed": seed, "seconds": time.perf_counter() - started}
     out["validation_sharpe"] = [
         f.validation_metrics["candidate"]["sharpe"] for f in result.folds if f.validation_metrics
+    ]
+    out["validation_best_baseline"] = [
+        max(m["sharpe"] for k, m in f.validation_metrics.items() if k != "candidate")
+        for f in result.folds
+        if f.validation_metrics
     ]
     out["best_timesteps"] = [f.policy.best_timesteps for f in result.folds]
     out["train_seconds"] = [f.train_seconds for f in result.folds]
@@ -127,36 +129,9 @@ def run_one(job: tuple[str, dict, int, int, int | None]) -> dict[str, Any]:
     return out
 
 
-BASELINE_VALIDATION = "_baseline_validation"
-"""The ``variant`` of the JSON line holding every baseline's Sharpe per fold's validation window."""
-
-
-def baseline_validation(market: Any, folds: int) -> dict[str, list[float]]:
-    """Each baseline's Sharpe over every fold's validation window (the same for every variant:
-    the baselines trade by their own rules, under the default costs)."""
-    from evaluation.engine import backtest
-    from evaluation.metrics import compute_metrics
-    from evaluation.strategies import BASELINES, baseline_env
-    from evaluation.walkforward import WalkForwardConfig, make_folds, validation_bars
-    from training.config import TrainConfig
-
-    config = TrainConfig()
-    wf = WalkForwardConfig(n_folds=folds, validation_bars=validation_bars(config.timeframe))
-    out: dict[str, list[float]] = {name: [] for name in BASELINES}
-    for fold in make_folds(market.n_bars, wf):
-        assert fold.validation is not None
-        visible = market.slice(0, fold.validation[1])
-        scheduled = [build(visible) for build in BASELINES.values()]
-        env = baseline_env(config.env)
-        ledgers = backtest(visible, env, None, scheduled, fold.validation[0])
-        for name, ledger in ledgers.items():
-            out[name].append(compute_metrics(ledger).sharpe)
-    return out
-
-
-def _random_walk(market: Any, wf: Any, config: Any, act: Any, actor: Any) -> Any:
+def _random_walk(market: Any, wf: Any, config: Any, act: Any) -> Any:
     """A random policy under ``config.env`` on every fold's test window, stitched."""
-    from evaluation.engine import backtest
+    from evaluation.engine import PolicyActor, backtest
     from evaluation.walkforward import make_folds, stitch
     from training.observation import FeatureNormalizer
 
@@ -164,7 +139,9 @@ def _random_walk(market: Any, wf: Any, config: Any, act: Any, actor: Any) -> Any
     for fold in make_folds(market.n_bars, wf):
         visible = market.slice(0, fold.test[1])
         normalizer = FeatureNormalizer.fit(market.features[fold.train[0] : fold.train[1]])
-        run = backtest(visible, config.env, normalizer, [actor("random_policy", act)], fold.test[0])
+        run = backtest(
+            visible, config.env, normalizer, [PolicyActor("random_policy", act)], fold.test[0]
+        )
         ledgers.append(run["random_policy"])
     return stitch(ledgers)
 
@@ -191,6 +168,14 @@ def _metrics(m: Any) -> dict[str, Any]:
     return out
 
 
+def _validation_excess(run: dict[str, Any]) -> float:
+    """Mean over folds of the candidate's validation Sharpe minus the best baseline's on the
+    same window (NaN for a run recorded without the baselines' scores)."""
+    if "validation_best_baseline" not in run:
+        return math.nan
+    return float(np.mean(np.subtract(run["validation_sharpe"], run["validation_best_baseline"])))
+
+
 def table(results: list[dict[str, Any]], variants: dict[str, dict]) -> str:
     """Markdown: one row per variant (median and range over seeds), then every baseline."""
     lines = [
@@ -203,8 +188,6 @@ def table(results: list[dict[str, Any]], variants: dict[str, dict]) -> str:
     by_variant: dict[str, list[dict]] = {}
     for r in results:
         by_variant.setdefault(r["variant"], []).append(r)
-    reference = by_variant.pop(BASELINE_VALIDATION, [{}])[0].get("sharpe")
-    best_baseline = np.max(np.array(list(reference.values())), axis=0) if reference else None
     for name in variants:
         runs = by_variant.get(name, [])
         if not runs:
@@ -213,11 +196,7 @@ def table(results: list[dict[str, Any]], variants: dict[str, dict]) -> str:
         mid = runs[len(runs) // 2]["test"]["candidate"]
         sharpes = [r["test"]["candidate"]["sharpe"] for r in runs]
         val = float(np.median([np.mean(r["validation_sharpe"]) for r in runs]))
-        excess = (
-            float(np.median([np.mean(r["validation_sharpe"] - best_baseline) for r in runs]))
-            if best_baseline is not None
-            else math.nan
-        )
+        excess = float(np.median([_validation_excess(r) for r in runs]))
         rnd = float(np.median([r["test"]["random_policy"]["sharpe"] for r in runs]))
         lo, hi = mid["sharpe_ci"]
         liquidated = any(r["test"]["candidate"]["liquidated"] for r in runs)
@@ -228,7 +207,7 @@ def table(results: list[dict[str, Any]], variants: dict[str, dict]) -> str:
             f"| {mid['cost_share_of_gross']:.2f} | {liquidated} "
             f"| {rnd:.2f} |"
         )
-    first = next(r for r in results if r["variant"] != BASELINE_VALIDATION)["test"]
+    first = results[0]["test"]
     lines += [
         "",
         "| baseline | OOS Sharpe | return | max DD | turnover | turnover cost |",
@@ -263,22 +242,12 @@ def main() -> None:
     variants = {n: all_variants[n] or {} for n in names}
     if args.table:
         rows = [json.loads(line) for line in args.table.read_text().splitlines() if line]
-        keep = set(variants) | {BASELINE_VALIDATION}
-        print(table([r for r in rows if r["variant"] in keep], variants))
+        print(table([r for r in rows if r["variant"] in variants], variants))
         return
     home = args.home or Path(tempfile.gettempdir()) / f"perpfolio-ablation-{args.data}"
     home.mkdir(parents=True, exist_ok=True)
     _MARKET, venue, symbols = prepare(args.data, home)
     print(f"data: {args.data} ({venue}: {symbols}, {_MARKET.n_bars} bars), home: {home}")
-    if args.out:
-        done = args.out.read_text() if args.out.exists() else ""
-        if BASELINE_VALIDATION not in done:
-            row = {
-                "variant": BASELINE_VALIDATION,
-                "sharpe": baseline_validation(_MARKET, args.folds),
-            }
-            with args.out.open("a") as out:
-                out.write(json.dumps(row) + "\n")
     jobs = [(n, v, s, args.folds, args.timesteps) for n, v in variants.items() for s in args.seeds]
     started = time.perf_counter()
     results: list[dict[str, Any]] = []
