@@ -24,6 +24,7 @@ bar in ``liquidated``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import duckdb
@@ -116,7 +117,6 @@ def backtest(
     sim.refresh()
     first, steps = sim.first, sim.length
     planned, hold_plan, holds = _plan(strategies, market, first, steps, config)
-    flat = actions_for_weights(np.zeros(n), config)  # the actions that target no position
     policy_rows = [
         (i, s, None if b == 1 else np.array([i]))
         for i, s in enumerate(strategies)
@@ -133,7 +133,26 @@ def backtest(
     record["liquidated"] = np.empty((steps, b), dtype=bool)
     recorded = list(record.items())
     dead, any_dead = np.zeros(b, dtype=bool), False
-    for k in range(steps):
+    quiet = hold_plan.all(axis=(1, 2))  # bars where no account places an order
+    k = 0
+    while k < steps:
+        if quiet[k]:  # a span without orders, in one set of operations
+            end = k + 1
+            while end < steps and quiet[end]:
+                end += 1
+            with np.errstate(divide="ignore", invalid="ignore") if any_dead else nullcontext():
+                _, liq_rows, info = sim.hold(end - k)
+            for key, column in recorded:
+                column[k:end] = info[key]
+            liq = liq_rows.any(0)
+            k = end
+            if np.count_nonzero(liq):
+                dead |= liq
+                any_dead = True
+                hold_plan[k:, liq] = True
+                holds[k:] = True
+                quiet[k:] = hold_plan[k:].all(axis=(1, 2))
+            continue
         actions, hold = planned[k], None
         if holds[k]:
             hold = hold_plan[k]
@@ -148,12 +167,13 @@ def backtest(
             _, liq, info = sim.step(actions, hold)
         for key, column in recorded:
             column[k] = info[key]
-        if np.count_nonzero(liq):  # flat from now on: no order, no hold
+        k += 1
+        if np.count_nonzero(liq):  # flat from now on: it holds no position, places no order
             dead |= liq
             any_dead = True
-            planned[k + 1 :, liq] = flat
-            hold_plan[k + 1 :, liq] = False
-            holds[k + 1 :] = hold_plan[k + 1 :].any(axis=(1, 2))
+            hold_plan[k:, liq] = True
+            holds[k:] = True
+            quiet[k:] = hold_plan[k:].all(axis=(1, 2))
 
     equity = np.vstack([equity0, record["equity"]])
     weights = record["weights"]

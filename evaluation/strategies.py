@@ -43,8 +43,11 @@ def _scheduled(name: str, rows: np.ndarray, on: np.ndarray) -> ScheduledWeights:
 
 
 def cash(market: MarketData, name: str = "cash") -> ScheduledWeights:
-    """No position at any bar (equity stays at the initial capital)."""
-    return ScheduledWeights(name, np.zeros((market.n_bars, market.n_assets)))
+    """No position at any bar (equity stays at the initial capital): flat from the first
+    decision, then holding nothing."""
+    targets = np.full((market.n_bars, market.n_assets), np.nan)
+    targets[0] = 0.0
+    return ScheduledWeights(name, targets)
 
 
 def equal_weight(

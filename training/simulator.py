@@ -59,8 +59,11 @@ class Bars(NamedTuple):
 
     @classmethod
     def of(cls, packed: np.ndarray) -> Bars:
-        """Column views of packed rows (B, columns, N), or of the whole packed market."""
-        return cls._make(packed.transpose(1, 0, 2))
+        """Column views of packed rows (B, columns, N), of a span's rows (k, B, columns, N) or
+        of the whole packed market."""
+        if packed.ndim == 3:
+            return cls._make(packed.transpose(1, 0, 2))
+        return cls._make(np.moveaxis(packed, -2, 0))
 
 
 class AssetTerms(NamedTuple):
@@ -103,6 +106,18 @@ def _draw_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> floa
     """Uniform draw in ``bounds``; a degenerate range draws nothing (keeps streams aligned)."""
     lo, hi = bounds
     return lo if lo == hi else float(rng.uniform(lo, hi))
+
+
+def _surplus_at_adverse(
+    qty: np.ndarray,
+    entry: np.ndarray,
+    adverse: np.ndarray,
+    mm_rate: np.ndarray,
+    mm_cum: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Write each position's unrealized PnL minus maintenance margin at its adverse price."""
+    np.add(qty * (adverse - entry) - np.abs(qty) * adverse * mm_rate, mm_cum, out=out)
 
 
 def _fields(state: PortfolioState) -> list[Any]:
@@ -313,9 +328,9 @@ class BatchedSimulator:
         return reward, liquidated, info
 
     def decide(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """One decision: ``step(actions)``, then ``decision_interval - 1`` bars holding every
-        position. Returns the summed reward, whether the account was liquidated and the info of
-        the span (flows summed, states of its last bar).
+        """One decision: ``step(actions)``, then ``hold(decision_interval - 1)``. Returns the
+        summed reward, whether the account was liquidated and the info of the span (flows
+        summed, states of its last bar).
 
         An account liquidated inside the span holds (flat) for the rest of it; its reward and
         flows stop at the liquidation bar."""
@@ -323,29 +338,129 @@ class BatchedSimulator:
         if self.interval == 1:
             return first
         reward, liquidated, info = first
-        reward, info = reward.copy(), dict(info)
-        hold = np.ones((self.n_envs, self.n_assets), dtype=bool)
-        alive = ~liquidated
-        for _ in range(self.interval - 1):
-            with np.errstate(divide="ignore", invalid="ignore"):  # a liquidated equity of 0
-                bar_reward, bar_liquidated, bar = self.step(actions, hold)
-            reward += np.where(alive, bar_reward, 0.0)
-            for key in _SUMMED:
-                flow = bar[key]
-                info[key] = info[key] + np.where(
-                    alive if flow.ndim == 1 else alive[:, None], flow, 0.0
-                )
-            for key in _LAST:
-                info[key] = bar[key]
-            liquidated = liquidated | (bar_liquidated & alive)
-            alive = ~liquidated
+        with np.errstate(divide="ignore", invalid="ignore"):  # a liquidated equity of 0
+            bar_reward, bar_liquidated, bars = self.hold(self.interval - 1)
+        # alive before each held bar: not liquidated at the decision nor at an earlier bar
+        before = np.logical_or.accumulate(bar_liquidated, axis=0)
+        alive = ~(liquidated | np.vstack([np.zeros_like(liquidated)[None], before[:-1]]))
+        reward = reward + np.add.reduce(np.where(alive, bar_reward, 0.0), 0)
+        info = dict(info)
+        for key in _SUMMED:
+            flow = bars[key]
+            mask = alive if flow.ndim == 2 else alive[..., None]
+            info[key] = info[key] + np.add.reduce(np.where(mask, flow, 0.0), 0)
+        for key in _LAST:
+            info[key] = bars[key][-1]
+        liquidated = liquidated | np.logical_or.reduce(bar_liquidated & alive, 0)
         info["liquidated"] = liquidated
         return reward, liquidated, info
 
+    def hold(self, bars: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Advance every account ``bars`` bars placing no order, in one set of numpy operations
+        over the whole span; returns the reward and liquidation flags (bars, B) and the info
+        arrays of ``step``, one row per bar (bars, B) or (bars, B, N).
+
+        The same accounting as ``bars`` calls of ``step(actions, hold=everything)``: positions,
+        entry prices and cash stay as they are except for funding; margin is checked on each
+        bar's path to its adverse extreme, and an account that breaches it is liquidated on its
+        first such bar and stays flat for the rest of the span.
+        """
+        if bars < 1:
+            raise ValueError(f"hold: bars must be >= 1, got {bars}")
+        k, b, n = bars, self.n_envs, self.n_assets
+        packed = self._gather(self.t[None, :] + np.arange(1, k + 1)[:, None])  # (k, B, C, N)
+        bar = Bars.of(packed)
+        qty, entry = self.qty, self.entry
+        per_asset = np.zeros((N_TERMS, k, b, n))
+        terms = AssetTerms._make(per_asset)  # traded, slippage and realized stay 0
+        adverse = np.where(qty > _ZERO, bar.low, bar.high)
+        mm_rate, mm_cum = self.table.lookup(qty * bar.open)
+        _surplus_at_adverse(qty, entry, adverse, mm_rate, mm_cum, terms.surplus_at_adverse)
+        self._mark(terms, qty, entry, bar.mark, mm_rate, mm_cum)
+        sums = AssetTerms._make(np.add.reduce(per_asset, -1))  # (8, k, B)
+        asset_funding = funding_cash_flow(qty, bar.mark, bar.funding_rate)
+        funding = np.add.reduce(asset_funding, -1)
+        # cash at each bar's margin check: funding settles after it, bar by bar
+        cash = np.cumsum(np.concatenate([self.cash[None], funding]), 0)
+        before_funding, cash = cash[:-1], cash[1:]
+        breached = before_funding + sums.surplus_at_adverse < _ZERO
+        liquidated = np.zeros((k, b), dtype=bool)
+        liquidation_fee = np.zeros((k, b))
+        accounts = np.flatnonzero(breached.any(0))
+        if accounts.size:
+            at = np.argmax(breached[:, accounts], 0)  # each account's first breach
+            liquidated[at, accounts] = True
+            rows = (at, accounts)
+            lam = liquidation_fraction(
+                before_funding[rows],
+                qty[accounts],
+                entry[accounts],
+                bar.open[rows],
+                adverse[rows],
+                np.broadcast_to(mm_rate, adverse.shape)[rows],
+                np.broadcast_to(mm_cum, adverse.shape)[rows],
+            )
+            p_liq = bar.open[rows] + lam[:, None] * (adverse[rows] - bar.open[rows])
+            pnl = (qty[accounts] * (p_liq - entry[accounts])).sum(-1)
+            fee = self.config.margin.liquidation_fee_rate * (np.abs(qty[accounts]) * p_liq).sum(-1)
+            liquidation_fee[rows] = fee
+            flat = np.arange(k)[:, None] >= at  # (k, accounts): from the liquidation bar on
+            left = np.maximum(before_funding[rows] + pnl - fee, 0.0)
+            cash[:, accounts] = np.where(flat, left, cash[:, accounts])
+            per_asset[MARKED][:, :, accounts] *= ~flat[..., None]
+            sums = AssetTerms._make(np.add.reduce(per_asset, -1))
+            asset_funding = asset_funding.copy()
+            asset_funding[:, accounts] *= ~flat[..., None]
+            funding = np.add.reduce(asset_funding, -1)
+            kept = np.ones(b, dtype=bool)
+            kept[accounts] = False
+            self.qty, self.entry = qty * kept[:, None], entry * kept[:, None]
+            self.entry_basis = self.entry_basis * kept[:, None]
+        equity = cash + sums.unrealized
+        weights = terms.notional / np.maximum(equity, self._min_equity)[..., None]
+
+        reward = np.empty((k, b))
+        previous, no_cost = self.equity, np.zeros(b)
+        for j in range(k):
+            reward[j] = self.reward_fn(previous, equity[j], no_cost, liquidated[j])
+            previous = equity[j]
+        if self.config.reward_scale != 1.0:
+            reward = reward * self.config.reward_scale
+
+        self.cash, self.equity = cash[-1], equity[-1]
+        self.t = self.t + k
+        self.steps = self.steps + k
+        self._now_packed = packed[-1]
+        self._now = Bars.of(self._now_packed)
+        last = AssetTerms._make(per_asset[:, -1])
+        self.portfolio = self._portfolio(self._now, last, AssetTerms._make(np.add.reduce(last, -1)))
+        nothing = np.zeros((k, b))
+        info = {
+            "equity": equity,
+            "cash": cash,
+            "fees": nothing,
+            "slippage": nothing,
+            "funding": funding,
+            "turnover": nothing,
+            "liquidated": liquidated,
+            "liquidation_fee": liquidation_fee,
+            "weights": weights,
+            "unrealized_pnl": terms.unrealized,
+            "asset_realized": terms.realized,
+            "asset_fees": terms.traded,
+            "asset_slippage": terms.slippage,
+            "asset_funding": asset_funding,
+        }
+        return reward, liquidated, info
+
     def _gather(self, t: np.ndarray) -> np.ndarray:
-        """(B, columns, N) packed bars t; funding shifted and noisy, basis noisy if randomized."""
+        """Packed bars t, (B, columns, N) for t (B,) or (k, B, columns, N) for a span's t (k, B);
+        funding shifted and noisy, basis noisy if randomized."""
         if self.n_envs == 1 and not self.randomized:  # a slice is cheaper than a gather
-            return self.packed[t[0] : t[0] + 1]
+            first = t.flat[0]
+            if t.ndim == 1:
+                return self.packed[first : first + 1]
+            return self.packed[first : first + len(t), None]
         packed = self.packed[t]
         if self.randomized:
             bar = Bars.of(packed)  # views: writing into them writes into ``packed``
@@ -399,11 +514,7 @@ class BatchedSimulator:
         # cross margin from the open to each position's adverse extreme (tier fixed per bar)
         adverse = np.where(qty > _ZERO, bar.low, bar.high)
         mm_rate, mm_cum = self.table.lookup(qty * open1)  # flat assets: tier 0, cum 0
-        np.add(
-            qty * (adverse - entry) - np.abs(qty) * adverse * mm_rate,
-            mm_cum,
-            out=terms.surplus_at_adverse,
-        )
+        _surplus_at_adverse(qty, entry, adverse, mm_rate, mm_cum, terms.surplus_at_adverse)
         return Fill(qty, entry, entry_basis, adverse, mm_rate, mm_cum)
 
     def _liquidate(

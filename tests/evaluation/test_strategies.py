@@ -50,8 +50,10 @@ def test_baselines_are_named_by_their_keys_and_benchmarks_are_baselines(market):
     assert BENCHMARKS == ("equal_weight", "risk_parity")
 
 
-def test_cash_is_flat_everywhere(market):
-    np.testing.assert_array_equal(BASELINES["cash"](market).targets, 0.0)
+def test_cash_targets_no_position_and_then_holds_it(market):
+    targets = BASELINES["cash"](market).targets
+    np.testing.assert_array_equal(targets[0], 0.0)
+    assert np.isnan(targets[1:]).all()
 
 
 def test_daily_schedules_set_targets_only_at_midnight_closes(market):
