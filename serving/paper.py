@@ -240,6 +240,15 @@ class PaperBroker:
         ).fetchone()
         return None if row is None or row[0] is None else to_datetime64(row[0])
 
+    def equity_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """Close times (datetime64[us]) and equity of every processed bar, in time order."""
+        rows = self.con.execute(
+            "SELECT ts, equity FROM serving.equity WHERE account_id = ? ORDER BY ts",
+            [self.account_id],
+        ).fetchall()
+        times = np.array([to_datetime64(ts) for ts, _ in rows], dtype="datetime64[us]")
+        return times, np.array([equity for _, equity in rows], dtype=np.float64)
+
     def account(self, mark: np.ndarray, ts: np.datetime64 | datetime | None = None) -> AccountState:
         """The account as of the latest processed bar closing at or before ``ts`` (None: the
         latest), valued at ``mark`` (N,); flat with the initial cash before any bar."""
@@ -257,10 +266,7 @@ class PaperBroker:
 
     def orders(self, decision_ts: np.datetime64 | datetime | None = None) -> list[Order]:
         """Stored orders of the account (of one decision bar, or all), by decision and symbol."""
-        sql = (
-            "SELECT client_order_id, decision_ts, symbol, qty, reference_price, reduce_only "
-            "FROM serving.orders WHERE account_id = ?"
-        )
+        sql = f"SELECT {_ORDER_COLUMNS} FROM serving.orders WHERE account_id = ?"
         params: list[Any] = [self.account_id]
         if decision_ts is not None:
             sql += " AND decision_ts = ?"
@@ -336,7 +342,12 @@ class PaperBroker:
                         for o in new
                     ],
                 )
-        by_id = {o.client_order_id: o for o in self.orders()}
+        rows = self.con.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM serving.orders "
+            "WHERE account_id = ? AND list_contains(?, client_order_id)",
+            [self.account_id, ids],
+        ).fetchall()
+        by_id = {row[0]: _order(row) for row in rows}
         return [by_id[cid] for cid in ids]
 
     def fill_pending(self, bar: PaperBar) -> list[PaperFill]:
@@ -514,8 +525,8 @@ class PaperBroker:
     def _pending(self, decision_ts: np.datetime64) -> list[Order]:
         """Pending orders decided at ``decision_ts``."""
         rows = self.con.execute(
-            "SELECT client_order_id, decision_ts, symbol, qty, reference_price, reduce_only "
-            "FROM serving.orders WHERE account_id = ? AND status = 'pending' "
+            f"SELECT {_ORDER_COLUMNS} FROM serving.orders WHERE account_id = ? "
+            "AND status = 'pending' "
             "AND decision_ts = ? ORDER BY symbol",
             [self.account_id, to_datetime(decision_ts)],
         ).fetchall()
@@ -569,6 +580,10 @@ class PaperBroker:
             i = int(np.argmax(array <= 0))
             raise ValueError(f"{what}: {array[i]} for {self.symbols[i]} is not positive")
         return array
+
+
+_ORDER_COLUMNS = "client_order_id, decision_ts, symbol, qty, reference_price, reduce_only"
+"""The columns of ``serving.orders`` that ``_order`` reads."""
 
 
 def _order(row: tuple[Any, ...]) -> Order:

@@ -222,6 +222,10 @@ def test_account_as_of_a_bar_and_equity_equals_cash_plus_unrealized(broker):
     ).fetchone()[0]
     assert stored == now.equity
     np.testing.assert_allclose(now.weights, [3.0 * 90.0 / now.equity], rtol=1e-15)
+    times, equity = broker.equity_curve()
+    np.testing.assert_array_equal(times, T0 + np.arange(1, 4) * HOUR)
+    assert equity[0] == CASH and equity[-1] == now.equity
+    assert equity[1] == pytest.approx(equity[2] + 3.0 * 15.0, rel=1e-15)  # 105 -> 90, no trade
 
 
 def test_resubmitting_and_refilling_never_trade_twice(broker):
@@ -326,11 +330,15 @@ def test_parity_with_the_training_simulator(tmp_path, n_assets):
     sim.reset_env(0, np.random.default_rng(0))
     sim.refresh()
     plan = [1.0, 2.0, 0.5, -1.0, -1.0, 0.0, 1.5, 1.5, -0.5, 0.25, 1.0, -2.0, 0.0]
-    weights = np.array(plan)[:, None] * (np.array([1.0, -0.5])[:n_assets] if n_assets > 1 else 1)
+    weights = np.array(plan)[:, None] * np.array([1.0, -0.5])[:n_assets]
     broker = PaperBroker(
-        tmp_path / "l.duckdb", "parity", market.symbols, config.initial_equity,
-        config.fees, config.slippage,
-    )  # fmt: skip
+        tmp_path / "l.duckdb",
+        "parity",
+        market.symbols,
+        config.initial_equity,
+        config.fees,
+        config.slippage,
+    )
     broker.fill_pending(PaperBar.from_market(market, 0))
     funded = 0
     for t, w in enumerate(weights):
