@@ -156,6 +156,24 @@ class _Book:
     """Basis at that bar's close: the entry basis of the orders decided there (0 when new)."""
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """What processing one bar produces, before it is written."""
+
+    fills: list[PaperFill]
+    statuses: list[tuple[str, str, str]]
+    """(client order id, 'filled' or 'rejected', reason) of every order of the bar."""
+    positions: Positions
+    funding: np.ndarray
+    """(N,) funding cash flows at the close (0 without a settlement)."""
+    cash: float
+    """Cash after the fills and the funding."""
+    fees: float
+    slippage: float
+    traded: float
+    """Traded notional at the fill prices."""
+
+
 class PaperBroker:
     """A paper account of ``symbols`` in the ``serving`` ledger of a DuckDB database.
 
@@ -357,75 +375,51 @@ class PaperBroker:
 
         Bars go in order without gaps: a new account starts at any bar, then each bar must
         open at the previous one's close (``ValueError`` otherwise)."""
-        open_time, close_time = to_datetime64(bar.open_time), to_datetime64(bar.close_time)
-        if not close_time > open_time:
-            raise ValueError(f"bar {open_time}: closes at {close_time}, not after its open")
-        open_price = self._prices(bar.open, f"open of the bar opening at {open_time}")
-        mark = self._prices(bar.mark, f"mark of the bar closing at {close_time}")
-        volume, rate, basis = (
-            self._values(getattr(bar, name), f"{name} of the bar closing at {close_time}")
-            for name in ("volume", "funding_rate", "basis")
-        )
-        if (volume < 0).any():
-            i = int(np.argmax(volume < 0))
-            raise ValueError(
-                f"volume of the bar closing at {close_time}: negative for {self.symbols[i]}"
-            )
+        checked = self._checked(bar)
+        open_time = checked.open_time
         with transaction(self.con):
-            if self._processed(close_time):
+            if self._processed(checked.close_time):
                 return self.fills(open_time)
             book = self._book(None)
             if book.ts is not None and book.ts != open_time:
                 raise ValueError(
-                    f"bar {open_time}..{close_time}: the account was last marked at {book.ts}; "
-                    "process the bars in order, each opening at the previous close"
+                    f"bar {open_time}..{checked.close_time}: the account was last marked at "
+                    f"{book.ts}; process the bars in order, each opening at the previous close"
                 )
-            pending = self._pending(open_time)
-            dq, rejected = self._traded(pending, book.qty)
-            after = fill_positions(
-                book.qty, book.entry_price, book.entry_basis, dq, open_price, book.basis
-            )
-            traded = np.abs(dq * open_price)
-            slippage = traded * self.slippage.rate(traded, bar.quote_volume)
-            fee = self.fees.fee(traded)
-            cash = book.cash + after.realized_pnl.sum() - fee.sum() - slippage.sum()
-            flows = funding_cash_flow(after.qty, mark, rate)
-            if np.count_nonzero(rate):
-                cash = cash + flows.sum()
-            fills = self._write(
-                bar, after, pending, rejected, dq, fee, slippage, flows, cash, mark, basis
-            )
-        return fills
+            outcome = self._price(checked, book, self._pending(open_time))
+            self._write(checked, outcome)
+        return outcome.fills
 
     # ------------------------------------------------------------------ internals
-    def _write(
-        self,
-        bar: PaperBar,
-        after: Positions,
-        pending: list[Order],
-        rejected: dict[str, str],
-        dq: np.ndarray,
-        fee: np.ndarray,
-        slippage: np.ndarray,
-        flows: np.ndarray,
-        cash: float,
-        mark: np.ndarray,
-        basis: np.ndarray,
-    ) -> list[PaperFill]:
-        """Write a bar's fills, order statuses, funding, positions and equity (inside the
-        bar's transaction)."""
-        open_time, close_time = to_datetime(bar.open_time), to_datetime(bar.close_time)
+    def _price(self, bar: PaperBar, book: _Book, pending: list[Order]) -> _Outcome:
+        """The fills of ``pending`` at the bar's open, the funding at its close and the
+        account after both: the simulator's accounting of one bar."""
+        dq, rejected = self._traded(pending, book.qty)
+        after = fill_positions(
+            book.qty, book.entry_price, book.entry_basis, dq, bar.open, book.basis
+        )
+        traded = np.abs(dq * bar.open)
+        slippage = traded * self.slippage.rate(traded, bar.quote_volume)
+        fee = self.fees.fee(traded)
+        cash = book.cash + after.realized_pnl.sum() - fee.sum() - slippage.sum()
+        settled = np.count_nonzero(bar.funding_rate) > 0
+        funding = funding_cash_flow(after.qty, bar.mark, bar.funding_rate)
+        if settled:
+            cash = cash + funding.sum()
         index = {s: i for i, s in enumerate(self.symbols)}
-        fills = []
+        fills, statuses = [], []
         for o in pending:
-            if o.client_order_id in rejected:
+            cid = o.client_order_id
+            if cid in rejected:
+                statuses.append((cid, "rejected", rejected[cid]))
                 continue
+            statuses.append((cid, "filled", ""))
             i = index[o.symbol]
             fills.append(
                 PaperFill(
-                    o.client_order_id,
+                    cid,
                     o.symbol,
-                    to_datetime64(open_time),
+                    bar.open_time,
                     float(dq[i]),
                     float(bar.open[i]),
                     float(fee[i]),
@@ -433,33 +427,44 @@ class PaperBroker:
                     float(after.realized_pnl[i]),
                 )
             )
+        return _Outcome(
+            fills=fills,
+            statuses=statuses,
+            positions=after,
+            funding=funding if settled else np.zeros(len(self.symbols)),
+            cash=float(cash),
+            fees=float(fee.sum()),
+            slippage=float(slippage.sum()),
+            traded=float(traded.sum()),
+        )
+
+    def _write(self, bar: PaperBar, outcome: _Outcome) -> None:
+        """Write a bar's fills, order statuses, funding, positions and equity (inside the
+        bar's transaction)."""
         con, account = self.con, self.account_id
-        if fills:
+        close_time = to_datetime(bar.close_time)
+        if outcome.fills:
             con.executemany(
                 "INSERT INTO serving.fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    [f.client_order_id, account, open_time, f.symbol, f.qty, f.price, f.fee]
-                    + [f.slippage, f.realized_pnl]
-                    for f in fills
+                    [f.client_order_id, account, to_datetime(f.fill_ts), f.symbol, f.qty]
+                    + [f.price, f.fee, f.slippage, f.realized_pnl]
+                    for f in outcome.fills
                 ],
             )
-        if pending:
+        if outcome.statuses:
             con.executemany(
                 "UPDATE serving.orders SET status = ?, reason = ? WHERE client_order_id = ?",
-                [
-                    ["rejected", rejected[o.client_order_id], o.client_order_id]
-                    if o.client_order_id in rejected
-                    else ["filled", "", o.client_order_id]
-                    for o in pending
-                ],
+                [[status, reason, cid] for cid, status, reason in outcome.statuses],
             )
-        settled = [i for i, r in enumerate(bar.funding_rate) if r != 0.0]
-        if settled:
+        after = outcome.positions
+        settled = np.flatnonzero(bar.funding_rate)
+        if settled.size:
             con.executemany(
                 "INSERT INTO serving.funding VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    [account, close_time, self.symbols[i], float(after.qty[i]), float(mark[i])]
-                    + [float(bar.funding_rate[i]), float(flows[i])]
+                    [account, close_time, self.symbols[i], float(after.qty[i])]
+                    + [float(bar.mark[i]), float(bar.funding_rate[i]), float(outcome.funding[i])]
                     for i in settled
                 ],
             )
@@ -467,27 +472,46 @@ class PaperBroker:
             "INSERT INTO serving.positions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 [account, close_time, s, float(after.qty[i]), float(after.entry_price[i])]
-                + [float(after.entry_basis[i]), float(mark[i]), float(basis[i])]
+                + [float(after.entry_basis[i]), float(bar.mark[i]), float(bar.basis[i])]
                 for i, s in enumerate(self.symbols)
             ],
         )
-        unrealized = after.qty * (mark - after.entry_price)
-        funding = float(flows.sum()) if settled else 0.0
+        unrealized = (after.qty * (bar.mark - after.entry_price)).sum()
         con.execute(
             "INSERT INTO serving.equity VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 account,
                 close_time,
-                float(cash),
-                float(cash + unrealized.sum()),
+                outcome.cash,
+                float(outcome.cash + unrealized),
                 float(after.realized_pnl.sum()),
-                float(fee.sum()),
-                float(slippage.sum()),
-                funding,
-                float(np.abs(dq * bar.open).sum()),
+                outcome.fees,
+                outcome.slippage,
+                float(outcome.funding.sum()),
+                outcome.traded,
             ],
         )
-        return fills
+
+    def _checked(self, bar: PaperBar) -> PaperBar:
+        """``bar`` with naive-UTC times and (N,) float64 arrays, or ``ValueError`` naming the
+        field, the symbol and the bar."""
+        open_time, close_time = to_datetime64(bar.open_time), to_datetime64(bar.close_time)
+        if not close_time > open_time:
+            raise ValueError(f"bar {open_time}: closes at {close_time}, not after its open")
+        at = f"of the bar closing at {close_time}"
+        checked = PaperBar(
+            open_time=open_time,
+            close_time=close_time,
+            open=self._prices(bar.open, f"open {at}"),
+            mark=self._prices(bar.mark, f"mark {at}"),
+            volume=self._values(bar.volume, f"volume {at}"),
+            funding_rate=self._values(bar.funding_rate, f"funding_rate {at}"),
+            basis=self._values(bar.basis, f"basis {at}"),
+        )
+        if (checked.volume < 0).any():
+            i = int(np.argmax(checked.volume < 0))
+            raise ValueError(f"volume {at}: negative for {self.symbols[i]}")
+        return checked
 
     def _processed(self, close_time: np.datetime64) -> bool:
         """True when the bar closing at ``close_time`` is in the ledger."""
