@@ -87,6 +87,7 @@ class PaperFill:
     client_order_id: str
     """The order filled."""
     symbol: str
+    """The asset traded."""
     fill_ts: np.datetime64
     """Open time of the fill bar."""
     qty: float
@@ -148,10 +149,15 @@ class _Book:
     """The account as of one processed bar's close (or new: flat, no bar)."""
 
     ts: np.datetime64 | None
+    """Close time of the bar (None: a new account)."""
     cash: float
+    """Cash at that close."""
     qty: np.ndarray
+    """(N,) signed positions."""
     entry_price: np.ndarray
+    """(N,) average entry prices (0 when flat)."""
     entry_basis: np.ndarray
+    """(N,) entry basis (0 when flat)."""
     basis: np.ndarray
     """Basis at that bar's close: the entry basis of the orders decided there (0 when new)."""
 
@@ -161,15 +167,19 @@ class _Outcome:
     """What processing one bar produces, before it is written."""
 
     fills: list[PaperFill]
+    """The bar's fills, by symbol."""
     statuses: list[tuple[str, str, str]]
     """(client order id, 'filled' or 'rejected', reason) of every order of the bar."""
     positions: Positions
+    """Positions after the fills (and their realized PnL)."""
     funding: np.ndarray
     """(N,) funding cash flows at the close (0 without a settlement)."""
     cash: float
     """Cash after the fills and the funding."""
     fees: float
+    """Fees of the bar's fills."""
     slippage: float
+    """Slippage of the bar's fills."""
     traded: float
     """Traded notional at the fill prices."""
 
