@@ -40,6 +40,7 @@ from serving.ledger import (
 )
 from training.costs import FeeModel, SlippageModel, funding_cash_flow
 from training.market import MarketData
+from training.simulator import trade_positions
 
 
 @dataclass(frozen=True)
@@ -125,23 +126,22 @@ def fill_positions(
     basis: np.ndarray,
 ) -> Positions:
     """Positions after trading ``traded_qty`` at ``price``, with ``basis`` the entry basis of
-    the opened part: the reduced part realizes ``closed x (price - entry)``, the added part
-    averages into the entry price and basis, a flip opens the rest at ``price``.
-
-    The formula of ``BatchedSimulator._fill`` (a method, so not callable from here), written
-    once for the broker."""
+    the opened part: the simulator's own fill arithmetic
+    (``training.simulator.trade_positions``)."""
     q, dq = np.asarray(qty, float), np.asarray(traded_qty, float)
     new = q + dq
-    closed = np.minimum(np.maximum(-dq, np.minimum(q, 0.0)), np.maximum(q, 0.0))
-    opened = dq + closed
-    remaining = q - closed
-    denom = np.where(new != 0.0, new, 1.0)  # flat: remaining = opened = 0
-    return Positions(
-        qty=new,
-        entry_price=(remaining * entry_price + opened * price) / denom,
-        entry_basis=(remaining * entry_basis + opened * basis) / denom,
-        realized_pnl=closed * (price - entry_price),
+    realized = np.empty_like(new)
+    entry, basis_at_entry = trade_positions(
+        q,
+        dq,
+        new,
+        np.asarray(entry_price, float),
+        np.asarray(entry_basis, float),
+        np.asarray(price, float),
+        np.asarray(basis, float),
+        realized,
     )
+    return Positions(qty=new, entry_price=entry, entry_basis=basis_at_entry, realized_pnl=realized)
 
 
 @dataclass

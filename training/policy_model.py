@@ -16,7 +16,7 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 from stable_baselines3 import A2C, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from training.actions import target_weights
+from training.actions import actions_for_weights, target_weights
 from training.env_config import EnvConfig
 from training.observation import ObservationBuilder, ObservationScaling
 from training.onnx_export import OnnxPolicy, export_policy
@@ -74,8 +74,12 @@ class PolicySpec:
         return tuple(self.builder.feature_names)
 
 
-ONNX_BACKEND, SB3_BACKEND = "onnxruntime", "sb3"
-"""What a ``PolicyModel`` acts with: the exported graph, or the SB3 policy itself."""
+ONNX_BACKEND, SB3_BACKEND, FIXED_BACKEND = "onnxruntime", "sb3", "fixed"
+"""What a ``PolicyModel`` acts with: the exported graph, the SB3 policy itself, or the fixed
+target weights of a baseline policy (``log_baseline_policy``)."""
+
+BASELINE_ALGORITHM = "baseline"
+"""``PolicySpec.algorithm`` of a registered baseline policy."""
 
 
 class PolicyModel(PythonModel):
@@ -86,15 +90,22 @@ class PolicyModel(PythonModel):
     """
 
     spec: PolicySpec
-    algorithm: BaseAlgorithm
+    algorithm: BaseAlgorithm | None = None
+    """The SB3 policy (None for a baseline policy)."""
     scaling: ObservationScaling | None = None
     """Observation statistics the policy was trained on (None: unscaled)."""
     onnx: OnnxPolicy | None = None
     """The exported actor on onnxruntime, when the version has one."""
+    fixed_weights: np.ndarray | None = None
+    """(N,) target weights of a baseline policy, whatever it observes."""
 
     def load_context(self, context: PythonModelContext) -> None:
         artifacts = context.artifacts
         self.spec = PolicySpec.from_dict(json.loads(Path(artifacts["spec"]).read_text()))
+        if "fixed_weights" in artifacts:
+            weights = json.loads(Path(artifacts["fixed_weights"]).read_text())["weights"]
+            self.fixed_weights = np.asarray(weights, dtype=np.float64)
+            return
         self.algorithm = ALGORITHMS[self.spec.algorithm].load(artifacts["policy"], device="cpu")
         if "scaling" in artifacts:
             scaling = json.loads(Path(artifacts["scaling"]).read_text())
@@ -104,13 +115,21 @@ class PolicyModel(PythonModel):
 
     @property
     def backend(self) -> str:
-        """``ONNX_BACKEND`` or ``SB3_BACKEND``: what ``act`` and ``predict`` run."""
+        """``ONNX_BACKEND``, ``SB3_BACKEND`` or ``FIXED_BACKEND``: what ``act`` and ``predict``
+        run."""
+        if self.fixed_weights is not None:
+            return FIXED_BACKEND
         return SB3_BACKEND if self.onnx is None else ONNX_BACKEND
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         """Deterministic actions in [-1, 1] (B, N) for a (B, D) batch of built observations."""
+        if self.fixed_weights is not None:
+            rows = len(np.atleast_2d(observations))
+            actions = actions_for_weights(self.fixed_weights, self.spec.env_config)
+            return np.tile(actions, (rows, 1))
         if self.onnx is not None:
             return self.onnx.act(observations)
+        assert self.algorithm is not None
         obs = np.asarray(observations, np.float32)
         if self.scaling is not None:
             obs = self.scaling.apply(obs)
@@ -121,7 +140,7 @@ class PolicyModel(PythonModel):
         self, context: Any, model_input: np.ndarray, params: dict | None = None
     ) -> np.ndarray:
         obs = np.atleast_2d(np.asarray(model_input, dtype=np.float32))
-        if self.onnx is not None:
+        if self.onnx is not None and self.fixed_weights is None:
             return self.onnx.target_weights(obs)
         return target_weights(self.act(obs), self.spec.env_config)
 
@@ -160,6 +179,43 @@ def log_policy(
             pip_requirements=pip_requirements(),
             input_example=example,
             signature=mlflow.models.infer_signature(example, weights),
+            registered_model_name=registered_model_name,
+        )
+    client = mlflow.MlflowClient()
+    return client.get_model_version(registered_model_name, str(info.registered_model_version))
+
+
+def log_baseline_policy(
+    spec: PolicySpec, weights: np.ndarray, registered_model_name: str
+) -> mlflow.entities.model_registry.ModelVersion:
+    """Log a policy that always targets ``weights`` (N,) to the active MLflow run and register
+    it: a conservative day-one champion that serving can run before any agent passed the gate.
+
+    It has the spec of a trained policy (symbols, timeframe, decision interval, observation
+    builder), so serving and the evaluation replay it like one; ``weights`` must respect the
+    spec's leverage limits."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (len(spec.symbols),):
+        expected = (len(spec.symbols),)
+        raise ValueError(f"baseline weights: shape {weights.shape}, expected {expected}")
+    limits = spec.env_config
+    if not np.allclose(target_weights(actions_for_weights(weights, limits), limits), weights):
+        raise ValueError(
+            f"baseline weights {weights.tolist()} exceed the spec's leverage limits "
+            f"(max {limits.max_leverage} per asset, gross {limits.gross_leverage_cap})"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {"spec": Path(tmp) / "spec.json", "fixed_weights": Path(tmp) / "weights.json"}
+        paths["spec"].write_text(json.dumps(spec.to_dict(), indent=2))
+        paths["fixed_weights"].write_text(json.dumps({"weights": weights.tolist()}))
+        example = np.zeros((1, spec.builder.observation_space.shape[0]), dtype=np.float32)
+        info = mlflow.pyfunc.log_model(
+            name="policy",
+            python_model=str(Path(__file__).with_name("policy_model_entry.py")),
+            artifacts={key: str(path) for key, path in paths.items()},
+            pip_requirements=pip_requirements(),
+            input_example=example,
+            signature=mlflow.models.infer_signature(example, weights[None]),
             registered_model_name=registered_model_name,
         )
     client = mlflow.MlflowClient()

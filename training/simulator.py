@@ -108,6 +108,31 @@ def _draw_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> floa
     return lo if lo == hi else float(rng.uniform(lo, hi))
 
 
+def trade_positions(
+    qty: np.ndarray,
+    traded: np.ndarray,
+    new_qty: np.ndarray,
+    entry: np.ndarray,
+    entry_basis: np.ndarray,
+    price: np.ndarray,
+    basis: np.ndarray,
+    realized: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``qty`` trading ``traded`` (= ``new_qty - qty``) at ``price``: the reduced part
+    realizes ``closed x (price - entry)`` (written to ``realized``), the added part averages into
+    the entry price and the entry basis (``basis`` at the decision), a flip opens the rest at
+    ``price``. Returns the new entry prices and entry basis (0 where flat). The simulator and
+    the paper broker both fill with it."""
+    closed = np.minimum(np.maximum(-traded, np.minimum(qty, _ZERO)), np.maximum(qty, _ZERO))
+    opened = traded + closed
+    remaining = qty - closed
+    np.multiply(closed, price - entry, out=realized)
+    denom = np.where(new_qty != _ZERO, new_qty, _ONE)  # flat: remaining = opened = 0
+    return (remaining * entry + opened * price) / denom, (
+        remaining * entry_basis + opened * basis
+    ) / denom
+
+
 def _surplus_at_adverse(
     qty: np.ndarray,
     entry: np.ndarray,
@@ -391,7 +416,7 @@ class BatchedSimulator:
             at = np.argmax(breached[:, accounts], 0)  # each account's first breach
             liquidated[at, accounts] = True
             rows = (at, accounts)
-            lam = liquidation_fraction(
+            left, liquidation_fee[rows] = self._close_out(
                 before_funding[rows],
                 qty[accounts],
                 entry[accounts],
@@ -400,12 +425,7 @@ class BatchedSimulator:
                 np.broadcast_to(mm_rate, adverse.shape)[rows],
                 np.broadcast_to(mm_cum, adverse.shape)[rows],
             )
-            p_liq = bar.open[rows] + lam[:, None] * (adverse[rows] - bar.open[rows])
-            pnl = (qty[accounts] * (p_liq - entry[accounts])).sum(-1)
-            fee = self.config.margin.liquidation_fee_rate * (np.abs(qty[accounts]) * p_liq).sum(-1)
-            liquidation_fee[rows] = fee
             flat = np.arange(k)[:, None] >= at  # (k, accounts): from the liquidation bar on
-            left = np.maximum(before_funding[rows] + pnl - fee, 0.0)
             cash[:, accounts] = np.where(flat, left, cash[:, accounts])
             per_asset[MARKED][:, :, accounts] *= ~flat[..., None]
             sums = AssetTerms._make(np.add.reduce(per_asset, -1))
@@ -503,13 +523,9 @@ class BatchedSimulator:
         )
         if self.slip_randomized:  # a multiplier of 1 changes nothing
             slippage *= self.slip_mult
-        closed = np.minimum(np.maximum(-dq, np.minimum(q, _ZERO)), np.maximum(q, _ZERO))
-        opened = dq + closed
-        remaining = q - closed
-        np.multiply(closed, open1 - entry0, out=terms.realized)
-        denom = np.where(qty != _ZERO, qty, _ONE)  # flat: remaining = opened = 0
-        entry = (remaining * entry0 + opened * open1) / denom
-        entry_basis = (remaining * self.entry_basis + opened * now.basis) / denom
+        entry, entry_basis = trade_positions(
+            q, dq, qty, entry0, self.entry_basis, open1, now.basis, terms.realized
+        )
 
         # cross margin from the open to each position's adverse extreme (tier fixed per bar)
         adverse = np.where(qty > _ZERO, bar.low, bar.high)
@@ -530,14 +546,22 @@ class BatchedSimulator:
         Returns the flattened fill, cash after the liquidation and the liquidation fee (B,);
         rewrites the marked rows of ``terms``.
         """
-        qty, entry, open1, adverse = fill.qty, fill.entry, bar.open, fill.adverse
-        lam = liquidation_fraction(cash, qty, entry, open1, adverse, fill.mm_rate, fill.mm_cum)
-        lam_col = np.where(liquidated, lam, 0.0)[:, None]
-        p_liq = open1 + lam_col * (adverse - open1)
-        pnl = (qty * (p_liq - entry)).sum(-1)
-        fee = self.config.margin.liquidation_fee_rate * (np.abs(qty) * p_liq).sum(-1)
-        liquidation_fee = np.where(liquidated, fee, 0.0)
-        cash = np.where(liquidated, np.maximum(cash + pnl - fee, 0.0), cash)
+        qty, entry, adverse = fill.qty, fill.entry, fill.adverse
+        rows = np.flatnonzero(liquidated)
+        shape = qty.shape
+        left, fee = self._close_out(
+            cash[rows],
+            qty[rows],
+            entry[rows],
+            bar.open[rows],
+            adverse[rows],
+            np.broadcast_to(fill.mm_rate, shape)[rows],
+            np.broadcast_to(fill.mm_cum, shape)[rows],
+        )
+        cash = cash.copy()
+        cash[rows] = left
+        liquidation_fee = np.zeros(self.n_envs)
+        liquidation_fee[rows] = fee
         kept = ~liquidated[:, None]
         fill = Fill(
             qty * kept,
@@ -549,6 +573,24 @@ class BatchedSimulator:
         )
         self._mark(terms, fill.qty, fill.entry, bar.mark, fill.mm_rate, fill.mm_cum)
         return fill, cash, liquidation_fee
+
+    def _close_out(
+        self,
+        cash: np.ndarray,
+        qty: np.ndarray,
+        entry: np.ndarray,
+        open1: np.ndarray,
+        adverse: np.ndarray,
+        mm_rate: np.ndarray,
+        mm_cum: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Liquidate accounts (rows): every position closes where the path from ``open1`` to
+        ``adverse`` crosses maintenance. Returns the cash left (never below 0) and the fee."""
+        lam = liquidation_fraction(cash, qty, entry, open1, adverse, mm_rate, mm_cum)
+        p_liq = open1 + lam[:, None] * (adverse - open1)
+        pnl = (qty * (p_liq - entry)).sum(-1)
+        fee = self.config.margin.liquidation_fee_rate * (np.abs(qty) * p_liq).sum(-1)
+        return np.maximum(cash + pnl - fee, 0.0), fee
 
     def _settle_funding(
         self, cash: np.ndarray, qty: np.ndarray, bar: Bars
