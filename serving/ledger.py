@@ -139,16 +139,22 @@ def check_account_id(account_id: str) -> str:
     return account_id
 
 
-def client_order_id(account_id: str, decision_ts: np.datetime64 | datetime, symbol: str) -> str:
-    """The id of the order of ``account_id`` in ``symbol`` decided at the close ``decision_ts``:
-    ``pf-{account}-{YYYYmmddTHHMM}-{symbol}``, within Binance's 36 characters of
-    ``[.A-Z:/a-z0-9_-]``. Raises ``ValueError`` when the id would not be valid or unique (a
-    decision time that is not a whole minute, an account id with '-')."""
+def client_order_id(
+    account_id: str, decision_ts: np.datetime64 | datetime, symbol: str, leg: int = 0
+) -> str:
+    """The id of the ``leg``-th order (0, 1, ...: the safety layer splits an order above its
+    notional cap) of ``account_id`` in ``symbol`` decided at the close ``decision_ts``:
+    ``pf-{account}-{YYYYmmddTHHMM}-{symbol}``, with ``.{leg}`` after it from the second leg on,
+    within Binance's 36 characters of ``[.A-Z:/a-z0-9_-]``. Raises ``ValueError`` when the id
+    would not be valid or unique (a decision time that is not a whole minute, an account id
+    with '-', a negative leg)."""
+    if leg < 0:
+        raise ValueError(f"client order id for {symbol!r}: leg {leg} is negative")
     ts = to_datetime64(decision_ts)
     if ts != ts.astype("datetime64[m]"):
         raise ValueError(f"decision_ts {ts}: not a whole minute (the id keeps minutes only)")
     minute = str(np.datetime_as_string(ts, unit="m")).replace("-", "").replace(":", "")
-    cid = f"pf-{check_account_id(account_id)}-{minute}-{symbol}"
+    cid = f"pf-{check_account_id(account_id)}-{minute}-{symbol}" + (f".{leg}" if leg else "")
     if len(cid) > CLIENT_ORDER_ID_MAX_LENGTH or not _CLIENT_ORDER_ID.fullmatch(cid):
         raise ValueError(
             f"client order id {cid!r} for account {account_id!r} and symbol {symbol!r}: "

@@ -589,8 +589,9 @@ class PaperBroker:
         if order.symbol not in self.symbols:
             raise ValueError(f"order {cid}: symbol {order.symbol!r} not in {self.symbols}")
         expected = client_order_id(self.account_id, order.decision_ts, order.symbol)
-        if cid != expected:
-            raise ValueError(f"order {cid}: id should be {expected!r}")
+        leg = cid[len(expected) + 1 :] if cid.startswith(expected + ".") else ""
+        if cid != expected and not (leg.isdigit() and leg[0] != "0"):
+            raise ValueError(f"order {cid}: id should be {expected!r} or {expected}.<leg>")
         if not np.isfinite(order.qty) or order.qty == 0:
             raise ValueError(f"order {cid}: qty {order.qty} must be finite and non-zero")
         if not (np.isfinite(order.reference_price) and order.reference_price > 0):

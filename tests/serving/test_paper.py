@@ -74,6 +74,10 @@ def test_client_order_id_is_deterministic_and_fits_binance():
         client_order_id("paper", np.datetime64("2024-03-01T13:00:30"), "BTC")
     with pytest.raises(ValueError, match="BTC USDT"):
         client_order_id("paper", ts, "BTC USDT")
+    assert client_order_id("paper", ts, "BTCUSDT", leg=0) == cid
+    assert client_order_id("paper", ts, "BTCUSDT", leg=2) == cid + ".2"
+    with pytest.raises(ValueError, match="negative"):
+        client_order_id("paper", ts, "BTCUSDT", leg=-1)
 
 
 def test_a_new_account_is_flat_with_its_initial_cash(broker):
