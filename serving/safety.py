@@ -346,9 +346,10 @@ def check(
     make_order_id: OrderIdFactory,
 ) -> SafetyDecision:
     """Safe orders for one decision bar from a policy's proposed target weights."""
-    return _Check(account, market, rules, limits, state, decision_ts, make_order_id).run(
-        proposed_weights
-    )
+    with np.errstate(all="ignore"):  # inf and NaN inputs are handled, not warned about
+        return _Check(account, market, rules, limits, state, decision_ts, make_order_id).run(
+            proposed_weights
+        )
 
 
 def _f(x: float) -> str:
@@ -544,10 +545,20 @@ class _Check:
         if not math.isfinite(delta) or delta == 0 or max_orders <= 0:
             return []
         closes = reduce_only and abs(delta) >= abs(self.qty[i]) * (1 - _EPS)
-        chunk = math.floor(lim.max_order_notional / (lot * price))
+        unit = lot * price
+        lots_per_order = lim.max_order_notional / unit if unit > 0 else math.inf
+        if not (math.isfinite(lots_per_order) and lots_per_order < 1e12):
+            self.note(
+                Reason.INVALID_RULES,
+                f"{s} lot {lot!r} at {_f(price)} gives {lots_per_order!r} lots per order: no order",
+                s,
+            )
+            return []
+        chunk = math.floor(lots_per_order)
         while chunk > 0 and abs(chunk * lot) * price > lim.max_order_notional:
             chunk -= 1
-        wanted = min(abs(delta) / lot * (1 + _EPS), float(max_orders * max(chunk, 1) + 1))
+        with np.errstate(all="ignore"):
+            wanted = min(abs(delta) / lot * (1 + _EPS), float(max_orders * max(chunk, 1) + 1))
         total = math.floor(wanted)
         if total == 0:
             return []
@@ -796,7 +807,8 @@ class _Check:
             Reason.MARGIN_FLOOR: (equity - lim.cost_rate * used - buf * mm_after)
             / (lim.cost_rate * total_step + buf * float((self.mm_rate * step).sum())),
         }
-        beta = max(0.0, min(1.0, *limits.values()) * (1 - _EPS))
+        values = [v if not math.isnan(v) else 0.0 for v in limits.values()]
+        beta = max(0.0, min(1.0, *values) * (1 - _EPS))
         for code, value in limits.items():
             if value < 1.0:
                 self.note(
@@ -825,7 +837,7 @@ class _Check:
         for i in sorted(legs):
             s = self.symbols[i]
             for j, q in enumerate(legs[i]):
-                reduces = q * self.qty[i] < 0 and _reduces(
+                reduces = np.sign(q) == -np.sign(self.qty[i]) and _reduces(
                     self.qty[i], self.qty[i] + sum(legs[i][: j + 1])
                 )
                 orders.append(
@@ -854,7 +866,7 @@ class _Check:
         for i, qs in legs.items():
             q0, ok = self.qty[i], list[float]()
             for q in qs:
-                if q * q0 < 0 and _reduces(q0, q0 + sum(ok) + q):
+                if np.sign(q) == -np.sign(q0) and _reduces(q0, q0 + sum(ok) + q):
                     ok.append(q)
             if ok:
                 out[i] = ok
@@ -868,7 +880,11 @@ class _Check:
 def _reduces(q0: float, q1: float) -> bool:
     """Whether going from position q0 to q1 only shrinks it (never past zero, up to float dust
     of 1e-9 x |q0|)."""
-    return bool(q0 != 0 and abs(q1) <= abs(q0) and (q1 * q0 >= 0 or abs(q1) <= _EPS * abs(q0)))
+    return bool(
+        q0 != 0
+        and abs(q1) <= abs(q0)
+        and (np.sign(q1) != -np.sign(q0) or abs(q1) <= _EPS * abs(q0))
+    )
 
 
 def _breaches(c: _Check, legs: dict[int, list[float]], new: SafetyState) -> list[str]:
