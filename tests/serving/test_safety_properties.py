@@ -6,6 +6,7 @@ and every intervention names its reason. Each limit is recomputed here, independ
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from serving.account import AccountState, MarketRules, Order
 from serving.safety import (
@@ -34,6 +36,12 @@ PROFILE = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 """Reproducible (derandomized), no example database in the checkout, no per-example deadline."""
+
+
+set_hypothesis_home_dir(tempfile.mkdtemp(prefix="perpfolio-hypothesis-"))
+"""Hypothesis keeps its caches (the constants its pytest plugin collects from the test modules
+at collection time, unicode data) in a temporary folder, not in a ``.hypothesis`` folder of the
+checkout: set on import, before that collection hook runs."""
 
 TOL = 1e-9
 """Relative tolerance of the recomputed limits (float sums in another order)."""
