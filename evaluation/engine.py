@@ -133,7 +133,7 @@ def backtest(
     record["liquidated"] = np.empty((steps, b), dtype=bool)
     recorded = list(record.items())
     dead, any_dead = np.zeros(b, dtype=bool), False
-    quiet = hold_plan.all(axis=(1, 2))  # bars where no account places an order
+    quiet = np.asarray(hold_plan.all(axis=(1, 2)))  # bars where no account places an order
     k = 0
     while k < steps:
         if quiet[k]:  # a span without orders, in one set of operations

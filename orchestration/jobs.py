@@ -21,7 +21,16 @@ retraining_job = dg.define_asset_job(
 serving_job = dg.define_asset_job(
     "serving_job",
     selection=dg.AssetSelection.groups("serving"),
-    description="Serve the champion: latest observation -> clamped target weights in DuckDB.",
+    description="One serving cycle of the champion on the bars already in the feature mart: "
+    "fills of the previous decision, the observation of the paper account, the safety layer, "
+    "the orders (run on demand, by the new-champion sensor, and by the demo).",
+)
+
+serving_cycle_job = dg.define_asset_job(
+    "serving_cycle_job",
+    selection=dg.AssetSelection.groups("ingestion", "features", "serving"),
+    description="The serving cycle of a new bar: incremental ingestion, incremental features "
+    "(with their quality checks), then one serving cycle of the champion.",
 )
 
 

@@ -79,7 +79,7 @@ def metrics_table(result: Evaluation) -> str:
     return pd.DataFrame(rows).to_markdown(index=False)
 
 
-@dg.asset(group_name="evaluation", kinds={"mlflow", "duckdb"})
+@dg.asset(group_name="evaluation", deps=["day_one_champion"], kinds={"mlflow", "duckdb"})
 def policy_evaluation(
     context: dg.AssetExecutionContext,
     trained_policy: dict,

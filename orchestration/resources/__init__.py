@@ -12,6 +12,7 @@ from orchestration.resources.market_source import market_source_for
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.settings import (
     PromotionGateSettings,
+    ServingSettings,
     TrainingSettings,
     WalkForwardSettings,
 )
@@ -57,6 +58,7 @@ def build_resources(environment: str | None = None) -> dict[str, object]:
             ),
             "promotion_gate": PromotionGateSettings(),
             "walk_forward": WalkForwardSettings(),
+            "serving": ServingSettings(clock=_serving_clock()),
         }
     return {
         **shared,
@@ -64,4 +66,11 @@ def build_resources(environment: str | None = None) -> dict[str, object]:
         "training": TrainingSettings(),
         "promotion_gate": PromotionGateSettings(),
         "walk_forward": WalkForwardSettings(),
+        "serving": ServingSettings(clock=_serving_clock()),
     }
+
+
+def _serving_clock() -> str:
+    """``wall`` for data fetched live from an exchange (ccxt); ``data`` for the rest, which is
+    a replay (the synthetic market, files, the local exchange's fixed history)."""
+    return "wall" if os.environ.get("PERPFOLIO_MARKET_SOURCE") == "ccxt" else "data"

@@ -129,6 +129,22 @@ class MlflowRegistry(dg.ConfigurableResource):
             raise RuntimeError(f"@{CHAMPION_ALIAS} of {self.model_name} moved during promotion")
         return replaced if replaced != version else None
 
+    def install_day_one_champion(self, version: str) -> bool:
+        """Give ``@champion`` to ``version`` (a registered baseline policy) if no version holds
+        it; True when it did. A champion already there is never replaced this way."""
+        if self.champion_version() is not None:
+            return False
+        self.client().set_registered_model_alias(self.model_name, CHAMPION_ALIAS, version)
+        self._set_tags(version, {"promotion_decision": "day-one champion", "promoted_at": _now()})
+        return True
+
+    def baseline_versions(self) -> list[str]:
+        """Versions registered as baseline policies (tag ``kind=baseline``), oldest first."""
+        found = self.client().search_model_versions(
+            f"name = '{self.model_name}' and tag.kind = 'baseline'"
+        )
+        return sorted((str(v.version) for v in found), key=int)
+
     def rollback(self, by: str, reason: str) -> tuple[str, str]:
         """Move ``@champion`` back to the ``@previous`` version and drop ``@previous`` (a second
         rollback has nothing to go back to); return ``(from_version, to_version)``.

@@ -13,6 +13,7 @@ import dagster as dg
 
 from evaluation.gate import GateConfig
 from evaluation.walkforward import WalkForwardConfig
+from serving.safety import SafetyLimits
 from training.config import TrainConfig, load_config
 
 
@@ -128,3 +129,22 @@ class WalkForwardSettings(dg.ConfigurableResource):
         """``WalkForwardConfig``'s defaults with this environment's overrides, ``n_folds`` folds."""
         overrides = _set(self, tuple(type(self).model_fields))
         return replace(WalkForwardConfig(), n_folds=n_folds, **overrides)
+
+
+class ServingSettings(dg.ConfigurableResource):
+    """How the serving cycle trades: the paper account, the clock and tighter safety limits.
+
+    The safety layer's limits are constants (``serving.safety``); ``limits`` may only tighten
+    them (``SafetyLimits`` refuses a looser value, naming the field)."""
+
+    account_id: str = "paper"
+    """Paper account in the warehouse's ``serving`` ledger (letters and digits, no '-')."""
+    clock: str = "wall"
+    """``wall``: the staleness rule compares the latest bar with the wall clock (live data);
+    ``data``: with the latest bar's own close (a replay, e.g. the embedded synthetic market)."""
+    limits: dict[str, float] = {}
+    """``SafetyLimits`` fields to tighten, e.g. ``{max_gross_leverage: 1.5}``."""
+
+    def safety_limits(self) -> SafetyLimits:
+        """The hard limits tightened by ``limits``."""
+        return SafetyLimits(**self.limits)

@@ -134,8 +134,11 @@ def test_evaluation_is_out_of_sample_against_every_baseline_on_the_same_bars(ret
     n_oos = evaluation["n_oos_bars"]
     assert 300 < n_oos <= 360
     metrics = evaluation["metrics"]
-    assert set(metrics) == {"candidate", *BASELINES}
+    assert set(metrics) == {"candidate", "champion", *BASELINES}  # the day-one champion
     assert {m["n_bars"] for m in metrics.values()} == {n_oos}
+    # the day-one champion is equal weight at half the gross: half its exposure
+    half = metrics["champion"]["avg_gross_exposure"] / metrics["equal_weight"]["avg_gross_exposure"]
+    assert half == pytest.approx(0.5, rel=0.05)
     # Equal weight enters 1x long (turnover 1), then rebalances once a day.
     assert 1.0 <= metrics["equal_weight"]["turnover"] < 3.0
     assert metrics["equal_weight"]["fees_paid"] > 0
@@ -191,7 +194,12 @@ def test_promotion_follows_the_gate_and_records_the_decision(retrain, registry):
     tags = client.get_model_version(MODEL_NAME, evaluation["version"]).tags
     assert tags["promotion_decision"] == "refused"
     assert promotion["reasons"] == expected.reasons
-    assert promotion["champion_version"] is None
+    # the day-one baseline holds @champion, and the evaluation compared the candidate with it
+    baseline = resource.baseline_versions()
+    assert len(baseline) == 1 and promotion["champion_version"] == baseline[0]
+    assert evaluation["gate_evidence"]["champion_version"] == baseline[0]
+    version = client.get_model_version(MODEL_NAME, baseline[0])
+    assert version.tags["kind"] == "baseline" and "Day-one champion" in version.description
 
 
 def test_failed_gate_keeps_the_champion_and_records_why(retrain, registry):
@@ -211,21 +219,38 @@ def test_failed_gate_keeps_the_champion_and_records_why(retrain, registry):
     assert resource.champion_version() == evaluation["version"]
 
 
-def test_serving_writes_clamped_weights_of_the_champion(retrain, registry, defs):
+def test_serving_cycles_trade_the_champion_on_the_paper_account_once_per_bar(
+    retrain, registry, defs
+):
     resource, client = registry
     version = retrain.output_for_node("trained_policy")["version"]
     client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, version)
-    served = defs.resolve_job_def("serving_job").execute_in_process()
-    assert served.success
+    job = defs.resolve_job_def("serving_job")
+    first, again = job.execute_in_process(), job.execute_in_process()
+    assert first.success and again.success
+    meta = [
+        run.get_asset_materialization_events()[0].materialization.metadata for run in (first, again)
+    ]
+    assert meta[0]["model_version"].value == version and meta[0]["backend"].value == "onnxruntime"
+    assert meta[0]["decision_ts"].value == meta[1]["decision_ts"].value
+    assert meta[1]["bars_processed"].value == 0  # the same bar again: nothing new
+    assert meta[0]["orders"].value == meta[1]["orders"].value
     with duckdb.connect(str(ProjectPaths.from_env().warehouse), read_only=True) as con:
-        rows = con.execute(
+        decisions = con.execute(
             "SELECT symbol, model_version, target_weight, decision_ts, "
-            "(SELECT max(close_ts) FROM marts.fct_features) FROM serving.target_weights"
+            "(SELECT max(close_ts) FROM marts.fct_features) FROM serving.decisions "
+            "WHERE model_version = ?",
+            [version],
         ).fetchall()
-    assert len(rows) == 5
-    assert {r[1] for r in rows} == {version}
-    assert sum(abs(r[2]) for r in rows) <= 3.0 + 1e-9
-    assert all(r[3] == r[4] for r in rows), "decision is taken at the close of the latest bar"
+        orders = con.execute(
+            "SELECT count(*), count(DISTINCT client_order_id) FROM serving.orders"
+        ).fetchone()
+        equity = con.execute("SELECT count(*) FROM serving.equity").fetchone()[0]
+    assert len(decisions) == 5
+    assert sum(abs(r[2]) for r in decisions) <= 3.0 + 1e-9
+    assert all(r[3] == r[4] for r in decisions), "decision is taken at the close of the latest bar"
+    assert orders[0] == orders[1] == meta[0]["orders"].value  # the re-run submitted nothing
+    assert equity >= 1
 
 
 def test_sensor_requests_serving_once_per_new_champion(retrain, registry, defs):
