@@ -22,7 +22,8 @@ id the server has seen before is refused with -4116 "ClientOrderId is duplicated
 itself guarantees that only among open orders). Every order request is recorded in
 ``order_requests`` (accepted or not) and every accepted order in ``orders``.
 
-Faults are queued per endpoint with ``server.inject(endpoint, kind, times)``:
+Faults are queued per endpoint (or per method and endpoint, ``"POST order"``) with
+``server.inject(endpoint, kind, times)``:
 ``429``, ``500``, ``503`` (HTTP errors with Binance bodies), ``timeout`` (answers late),
 ``truncated`` (a short page), ``overlap`` (a page starting earlier than asked), ``malformed``
 (invalid JSON), ``nan`` (a candle with a NaN price), ``auth`` (401, bad API key), ``lost`` (the
@@ -121,7 +122,9 @@ class LocalBinance:
         """The futures account's position per base asset."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -144,7 +147,8 @@ class LocalBinance:
         self.stop()
 
     def inject(self, endpoint: str, kind: str, times: int = 1) -> None:
-        """The next ``times`` requests to ``endpoint`` (e.g. 'klines') answer with ``kind``."""
+        """The next ``times`` requests to ``endpoint`` (e.g. 'klines', or 'POST order' for one
+        method only) answer with ``kind``."""
         if kind not in FAULTS:
             raise ValueError(f"unknown fault {kind!r}; one of {FAULTS}")
         with self._lock:
@@ -682,7 +686,7 @@ class LocalBinance:
         route = "/" + "/".join(parts[1:]) if host else path  # drop the host part
         endpoint = route.rsplit("/", 1)[-1]
         self.requests.append(route)
-        fault = self._take_fault(endpoint)
+        fault = self._take_fault(f"{method} {endpoint}") or self._take_fault(endpoint)
         if fault == "timeout":
             time.sleep(self.timeout_delay)
         if fault in ("429",):
