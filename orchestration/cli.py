@@ -116,20 +116,35 @@ def demo(timesteps: int | None = None) -> int:
             print(f"  - {reason}")
     champion = promotion["champion_version"]
     print(f"champion alias      @{CHAMPION_ALIAS} -> " + (f"v{champion}" if champion else "none"))
-    if champion:
-        serve = defs.resolve_job_def("serving_job").execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET
-        )
-        if not serve.success:
-            print("serving             FAILED")
-            return 1
-        (event,) = serve.get_asset_materialization_events()
-        meta = event.materialization.metadata
-        weights = {k[7:]: v.value for k, v in meta.items() if k.startswith("weight_")}
-        print(f"serving             v{meta['model_version'].value} at {meta['decision_ts'].value}")
-        print(f"target weights      {weights} (interventions: {meta['interventions'].value})")
-    else:
-        print("serving             skipped: no champion to serve")
+    serve = defs.resolve_job_def("serving_job").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET
+    )
+    if not serve.success:
+        print("serving             FAILED")
+        return 1
+    (event,) = serve.get_asset_materialization_events()
+    meta = {k: v.value for k, v in event.materialization.metadata.items()}
+    decided = "decided" if meta["decided"] else "held (between decisions)"
+    print(
+        f"serving             v{meta['model_version']} ({meta['backend']}) at the close of "
+        f"{meta['decision_ts']}: {decided}, safety {meta['safety_state']}"
+    )
+    weights = {k[7:]: v for k, v in meta.items() if k.startswith("weight_")}
+    print(f"target weights      {weights}")
+    print(f"orders              {meta['orders']} to fill at the next open")
+    if meta["orders"]:
+        for line in str(meta["orders_table"]).splitlines()[2:]:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            print(f"  {cells[1]:10} {cells[2]:4} {cells[3]:>12} at {cells[4]}")
+    interventions = str(meta["interventions"])
+    print(f"interventions       {meta['n_interventions']}")
+    if meta["n_interventions"]:
+        for line in interventions.splitlines():
+            print(f"  {line.lstrip('- ').replace('**', '')}")
+    print(
+        f"paper account       equity {meta['paper_equity']:,.2f} over {meta['paper_bars']} "
+        f"bar(s) since {meta['first_paper_bar']}"
+    )
     print(f"elapsed             {time.perf_counter() - started:.0f} s")
     print("next                `make ui`, then open the Dagster and MLflow UIs it prints")
     return 0

@@ -111,7 +111,9 @@ def single_split(n_bars: int, config: TrainConfig, walk_forward: WalkForwardSett
     return make_folds(n_bars, folds_config)[0]
 
 
-@dg.asset(group_name="training", deps=[FEATURE_MART], kinds={"pytorch", "mlflow"})
+@dg.asset(
+    group_name="training", deps=[FEATURE_MART, "day_one_champion"], kinds={"pytorch", "mlflow"}
+)
 def trained_policy(
     context: dg.AssetExecutionContext,
     config: TrainingRun,

@@ -49,7 +49,7 @@ def test_demo_runs_the_pipeline_twice_with_idempotent_ingestion(tmp_path):
     first = _demo(tmp_path, "--timesteps", "8192")
     assert "(ok)" in _field(first, "retraining run")
     assert _field(first, "quality checks").endswith("0 failed")
-    assert _field(first, "model registered") == "perpfolio-policy v1"
+    assert _field(first, "model registered") == "perpfolio-policy v2"  # v1: the day-one champion
     assert _field(first, "training").startswith("PPO, 8,192 steps")
     for name in ("candidate", *BASELINES):
         line = re.search(rf"^  {name}( \(benchmark\))?\s+(-?[\d.]+)\s+\[(.+?)\]", first, re.M)
@@ -66,12 +66,22 @@ def test_demo_runs_the_pipeline_twice_with_idempotent_ingestion(tmp_path):
     else:
         assert all(0.0 <= float(v) <= 1.0 for v in statistics.groups())
     assert _field(first, "promotion")
-    assert _field(first, "champion alias").startswith("@champion -> ")
+    champion = _field(first, "champion alias")
+    assert champion in ("@champion -> v1", "@champion -> v2")
+    pattern = r"v(\d) \((fixed|onnxruntime)\) at the close of (\S+): (decided|held)"
+    serving = re.match(pattern, _field(first, "serving"))
+    assert serving, _field(first, "serving")
+    assert champion.endswith(f"v{serving.group(1)}")
+    assert int(_field(first, "orders").split()[0]) >= 0
+    paper = re.match(r"equity ([\d,.]+) over (\d+) bar", _field(first, "paper account"))
+    assert paper and float(paper.group(1).replace(",", "")) > 0
     rows_first = ast.literal_eval(_field(first, "raw rows"))
     assert rows_first["ohlcv"] == 4 * 5 * 24 * 365, "perp, spot, mark, index bars of a year"
 
     second = _demo(tmp_path, "--timesteps", "2048")
-    assert _field(second, "model registered") == "perpfolio-policy v2"
+    assert _field(second, "model registered") == "perpfolio-policy v3"
     assert _field(second, "training").startswith("PPO, 2,048 steps")
     assert ast.literal_eval(_field(second, "raw rows")) == rows_first
     assert (tmp_path / "dagster" / "dagster.yaml").exists()
+    # the same bar served again: the paper account neither trades twice nor processes a bar
+    assert _field(second, "paper account") == _field(first, "paper account")
