@@ -54,7 +54,9 @@ MAX_DRAWDOWN = 0.30
 """Equity below its peak by this fraction trips the kill switch: flatten and halt."""
 
 _EPS = 1e-9
-"""Relative margin the layer keeps below every cap, so float rounding never lands on it."""
+"""Float noise forgiven: quantities within 1e-9 lots (plus 1e-12 relative) under a whole lot
+round up to it, and a position closed to within 1e-9 of itself counts as closed (the final
+exact check trims what that lets over a limit)."""
 
 
 class Reason(StrEnum):
@@ -83,6 +85,7 @@ class Reason(StrEnum):
     RESUMED = "RESUMED"
     DRAWDOWN_KILL = "DRAWDOWN_KILL"
     HALTED = "HALTED"
+    ROUNDING_TRIM = "ROUNDING_TRIM"
     SAFETY_NET = "SAFETY_NET"
 
 
@@ -558,7 +561,9 @@ class _Check:
         while chunk > 0 and abs(chunk * lot) * price > lim.max_order_notional:
             chunk -= 1
         with np.errstate(all="ignore"):
-            wanted = min(abs(delta) / lot * (1 + _EPS), float(max_orders * max(chunk, 1) + 1))
+            wanted = min(
+                abs(delta) / lot * (1 + 1e-12) + _EPS, float(max_orders * max(chunk, 1) + 1)
+            )
         total = math.floor(wanted)
         if total == 0:
             return []
@@ -720,7 +725,7 @@ class _Check:
                 f"model weights {', '.join(out)} beyond +-{_f(lim.max_model_output)}: hold",
             )
             return None
-        cap = lim.max_abs_weight * (1 - _EPS)
+        cap = lim.max_abs_weight
         w = np.clip(raw, -cap, cap)
         for i, s in enumerate(self.symbols):
             if abs(raw[i]) > cap:
@@ -730,7 +735,7 @@ class _Check:
                     f"{_f(lim.max_abs_weight)})",
                     s,
                 )
-        gross, gross_cap = float(np.abs(w).sum()), lim.max_gross_leverage * (1 - _EPS)
+        gross, gross_cap = float(np.abs(w).sum()), lim.max_gross_leverage
         if gross > gross_cap:
             w = w * (gross_cap / gross)
             self.note(
@@ -738,8 +743,8 @@ class _Check:
                 f"gross leverage {gross:.4f} scaled to {_f(lim.max_gross_leverage)}",
             )
         margin = (1 + lim.margin_buffer) * float((self.mm_rate * np.abs(w)).sum())
-        if margin > 1 - _EPS:
-            scale = (1 - _EPS) / margin
+        if margin > 1:
+            scale = 1 / margin
             w = w * scale
             self.note(
                 Reason.MARGIN_FLOOR,
@@ -766,7 +771,7 @@ class _Check:
         toward = np.where(same & (np.abs(target) < np.abs(q0)), target, 0.0)
         reduce = np.where((q0 != 0) & ~(same & (np.abs(target) >= np.abs(q0))), toward - q0, 0.0)
         reduce = np.where(self.tradeable, reduce, 0.0)
-        budget = lim.max_turnover * equity * (1 - _EPS)
+        budget = lim.max_turnover * equity
         px = np.where(self.price_ok, price, 0.0)
         wanted = float((np.abs(reduce) * px).sum())
         if wanted > budget:
@@ -808,7 +813,7 @@ class _Check:
             / (lim.cost_rate * total_step + buf * float((self.mm_rate * step).sum())),
         }
         values = [v if not math.isnan(v) else 0.0 for v in limits.values()]
-        beta = max(0.0, min(1.0, *values) * (1 - _EPS))
+        beta = max(0.0, min(1.0, *values))
         for code, value in limits.items():
             if value < 1.0:
                 self.note(
@@ -857,10 +862,27 @@ class _Check:
         return SafetyDecision(tuple(orders), new, weights, tuple(self.notes), self.equity)
 
     def safety_net(self, legs: dict[int, list[float]], new: SafetyState) -> dict[int, list[float]]:
-        """Re-check every limit on the final legs; drop every increase if any is breached."""
+        """Re-check every limit, exactly, on the final legs. Targets sit on a binding limit, so
+        float noise in the rounding can cross it by a hair: then every symbol's last order is
+        trimmed by one lot; if a limit is still breached, every increase is dropped, and then
+        every order."""
         breaches = _breaches(self, legs, new)
         if not breaches:
             return legs
+        trimmed: dict[int, list[float]] = {}
+        for i, qs in legs.items():
+            lot, last = float(self.lot[i]), qs[-1]
+            cut = last - math.copysign(lot, last)
+            keep = abs(cut) >= lot / 2 and abs(cut) * self.close[i] >= self.min_notional[i]
+            rest = qs[:-1] + ([cut] if keep else [])
+            if rest:
+                trimmed[i] = rest
+        if not _breaches(self, trimmed, new):
+            self.note(
+                Reason.ROUNDING_TRIM,
+                f"last orders trimmed by one lot: the rounding crossed {'; '.join(breaches)}",
+            )
+            return trimmed
         self.note(Reason.SAFETY_NET, f"increases dropped: {'; '.join(breaches)}")
         out: dict[int, list[float]] = {}
         for i, qs in legs.items():
