@@ -14,6 +14,7 @@ from serving.cycle import CycleResult, run_cycle
 from serving.drift import feature_drift
 from serving.journal import load_safety_state, record_cycle
 from serving.paper import PaperBroker
+from serving.tracking import paper_tracking
 from training.data import load_market
 from training.policy_model import PolicyModel, load_policy
 
@@ -72,7 +73,9 @@ def serving_cycle(
     previous decision's orders fill at this bar's open, the observation holds the account's
     real positions, the safety layer checks the policy's targets, and the orders it lets
     through go to the ledger to fill at the next bar's open. Decisions, orders and every
-    intervention are in this materialization's metadata and in the ``serving`` tables."""
+    intervention are in this materialization's metadata and in the ``serving`` tables, with
+    the tracking error of the paper equity against the backtest of this version on the bars
+    it has served."""
     version, policy = champion_policy(mlflow_registry)
     spec = policy.spec
     market = load_market(
@@ -96,7 +99,16 @@ def serving_cycle(
         result = run_cycle(policy, market, broker, state, limits=serving.safety_limits(), now=now)
         record_cycle(con, serving.account_id, result, version)
         times, equity = broker.equity_curve()
+        since = con.execute(
+            "SELECT min(decision_ts) FROM serving.decisions WHERE account_id = ? "
+            "AND model_version = ?",
+            [serving.account_id, version],
+        ).fetchone()[0]
     account = result.account
+    served = times >= np.datetime64(since, "us")  # the bars this version has served
+    tracking = paper_tracking(
+        market, spec.env_config, policy.act, spec.builder.normalizer, times[served], equity[served]
+    )
     return dg.MaterializeResult(
         metadata={
             "model_version": version,
@@ -120,6 +132,11 @@ def serving_cycle(
                 for s, w in zip(spec.symbols, result.safety.target_weights, strict=True)
             },
             "first_paper_bar": str(times[0]) if len(times) else "none",
+            "tracking_bars": 0 if tracking is None else tracking.bars,
+            "tracking_error_vs_backtest": float("nan")
+            if tracking is None
+            else tracking.tracking_error,
+            "equity_gap_vs_backtest": float("nan") if tracking is None else tracking.equity_gap,
         }
     )
 

@@ -235,6 +235,7 @@ def test_serving_cycles_trade_the_champion_on_the_paper_account_once_per_bar(
     assert meta[0]["decision_ts"].value == meta[1]["decision_ts"].value
     assert meta[1]["bars_processed"].value == 0  # the same bar again: nothing new
     assert meta[0]["orders"].value == meta[1]["orders"].value
+    assert meta[1]["tracking_bars"].value == 0  # one served bar: nothing to track yet
     with duckdb.connect(str(ProjectPaths.from_env().warehouse), read_only=True) as con:
         decisions = con.execute(
             "SELECT symbol, model_version, target_weight, decision_ts, "

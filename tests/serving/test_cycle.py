@@ -8,8 +8,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
-from stable_baselines3 import PPO
 
 from evaluation.engine import PolicyActor, backtest
 from serving.account import AccountState, MarketRules
@@ -17,34 +15,18 @@ from serving.cycle import is_decision_bar, paper_rules, portfolio_state, run_cyc
 from serving.paper import PaperBroker
 from serving.safety import SafetyState
 from tests.support.markets import make_synthetic_market
-from training.env import PerpPortfolioEnv
+from tests.support.policies import untrained_policy
 from training.env_config import EnvConfig
 from training.market import MarketData
-from training.policy_model import PolicyModel, PolicySpec
+from training.policy_model import PolicyModel
 from training.simulator import BatchedSimulator
 
 CONFIG = EnvConfig(window=8, episode_length=20, max_leverage=0.5, no_trade_band=0.02)
 FIRST_BAR, BARS = 40, 30
-ACTION_GAIN = 30.0
 
 
 def policy_for(market: MarketData, config: EnvConfig = CONFIG) -> PolicyModel:
-    """An untrained SB3 PPO policy (it trades every bar) wrapped as a registered one."""
-    env = PerpPortfolioEnv(market, config)
-    policy = PolicyModel()
-    policy.algorithm = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=1, device="cpu")
-    with torch.no_grad():  # SB3 initialises the action head near 0: make it trade
-        policy.algorithm.policy.action_net.weight.mul_(ACTION_GAIN)
-    policy.spec = PolicySpec(
-        algorithm="PPO",
-        symbols=market.symbols,
-        venue="synthetic",
-        timeframe="1h",
-        env_config=config,
-        builder=env.builder,
-        train_end=str(market.timestamps[FIRST_BAR - 1]),
-    )
-    return policy
+    return untrained_policy(market, config, FIRST_BAR - 1)
 
 
 @pytest.fixture(scope="module")
