@@ -478,6 +478,19 @@ class _Check:
                     f"{_f(self.limits.max_stale_bars)}: no new risk",
                 )
             )
+        try:
+            same_bar = bool(np.datetime64(self.decision_ts) == np.datetime64(mkt.bar_close_ts))
+        except (TypeError, ValueError, OverflowError):
+            same_bar = False
+        if not same_bar:
+            out.append(
+                (
+                    Reason.STALE_DATA,
+                    "",
+                    f"decision bar {self.decision_ts} is not the latest bar {mkt.bar_close_ts}: "
+                    "no new risk",
+                )
+            )
         finite = mkt.features_finite
         if not (isinstance(finite, bool | np.bool_) and finite):
             out.append((Reason.NON_FINITE_FEATURES, "", "a feature is not finite: no new risk"))

@@ -188,6 +188,7 @@ def build(seed: int, n: int, wild: frozenset[str], kind: str) -> Inputs:
             (BAR, T0 - np.timedelta64(3, "h")),
             (BAR, np.datetime64("NaT")),
         ][int(rng.integers(4))]
+    latest = T0 - BAR if "clock" in wild and rng.random() < 0.3 else T0
     account = AccountState(
         symbols,
         float(rng.choice(WILD)) if "cash" in wild else cash,
@@ -202,7 +203,7 @@ def build(seed: int, n: int, wild: frozenset[str], kind: str) -> Inputs:
         _wild(rng, close, "close" in wild),
         _wild(rng, prev, "prev_close" in wild),
         _wild(rng, basis, "basis" in wild),
-        T0,
+        latest,
         bar,
         now,
         bool(rng.random() < 0.95),
@@ -325,7 +326,12 @@ def assert_safe(inputs: Inputs, decision: SafetyDecision) -> None:
             bool(np.isfinite(np.concatenate([close, prev, basis])).all())
             and bool((close > 0).all() and (prev > 0).all())
         )
-    stale = not (0 <= age <= lim.max_stale_bars) or not mkt.features_finite or bad_data
+    stale = (
+        not (0 <= age <= lim.max_stale_bars)
+        or not mkt.features_finite
+        or bad_data
+        or mkt.bar_close_ts != T0
+    )
     model_ok = _model_ok(inputs.proposed, n, lim)
     if new == ACTIVE and not model_ok:
         assert decision.orders == ()

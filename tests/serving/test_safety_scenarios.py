@@ -117,6 +117,9 @@ def test_stale_bar_allows_no_new_risk_but_reductions_still_pass():
     on_time = run([1.0, 0.5], acc, market(age_hours=2.0))  # exactly 2 bar lengths: not stale
     assert qty_of(on_time, "BTC") == [pytest.approx(1.0)]
     assert qty_of(on_time, "ETH") == [pytest.approx(20.0)]
+    behind = replace(market(age_hours=0.0), bar_close_ts=T0 - HOUR, now=T0 - HOUR)
+    other_bar = run([1.0, 0.5], acc, behind)  # deciding T0 on data whose latest bar is T0 - 1h
+    assert other_bar.orders == () and "STALE_DATA" in codes(other_bar)
     nan_feature = run([1.0, 0.5], acc, market(features_finite=False))
     assert nan_feature.orders == () and "NON_FINITE_FEATURES" in codes(nan_feature)
 
