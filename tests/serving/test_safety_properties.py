@@ -12,9 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.configuration import set_hypothesis_home_dir
 
 from serving.account import AccountState, MarketRules, Order
 from serving.safety import (
@@ -28,6 +25,12 @@ from serving.safety import (
     SafetyState,
     check,
 )
+
+pytest.importorskip("hypothesis", reason="hypothesis is not installed (a dev dependency)")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.configuration import set_hypothesis_home_dir  # noqa: E402
 
 PROFILE = settings(
     deadline=None,
