@@ -427,6 +427,7 @@ STATS: dict[str, int] = {}
 """Calls of ``check`` made by the properties and what they produced (for the coverage test)."""
 
 
+@pytest.mark.slow
 @settings(PROFILE, max_examples=SINGLE_BAR_EXAMPLES)
 @given(STRUCTURES, SEEDS)
 def test_no_order_breaches_a_limit(structure: int, seed: int) -> None:
@@ -462,6 +463,7 @@ MOVES = (0.0, 0.01, -0.03, 0.08, -0.2, 0.25, -0.4)
 """Bar-to-bar price moves of the run-of-bars property (calm ones, wicks, crashes)."""
 
 
+@pytest.mark.slow
 @settings(PROFILE, max_examples=1_000)
 @given(st.lists(st.integers(0, 2**12 - 1), min_size=2, max_size=6), SEEDS)
 def test_no_order_breaches_a_limit_over_a_run_of_bars(bars: list[int], seed: int) -> None:
