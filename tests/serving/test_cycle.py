@@ -14,6 +14,7 @@ from serving.account import AccountState, MarketRules
 from serving.cycle import is_decision_bar, paper_rules, portfolio_state, run_cycle
 from serving.paper import PaperBroker
 from serving.safety import SafetyState
+from serving.tracking import paper_tracking
 from tests.support.markets import make_synthetic_market
 from tests.support.policies import untrained_policy
 from training.env_config import EnvConfig
@@ -70,6 +71,12 @@ def test_serving_bar_by_bar_equals_the_backtest_of_the_same_bars(market, tmp_pat
     np.testing.assert_allclose(equity, ledger.equity[: BARS + 1], rtol=1e-8)
     weights = np.array([r.account.weights for r in served[1:]])
     np.testing.assert_allclose(weights, ledger.weights[:BARS], atol=1e-7)
+    # the tracking report of the same paper account finds no gap
+    times, curve = broker.equity_curve()
+    normalizer = policy.spec.builder.normalizer
+    report = paper_tracking(market, CONFIG, policy.act, normalizer, times, curve)
+    assert report is not None and report.bars == BARS + 1
+    assert report.max_abs_gap < 1e-7 and report.tracking_error < 1e-6
 
 
 def test_rerunning_a_bar_trades_nothing_twice(market, tmp_path):
