@@ -11,6 +11,7 @@ with the environment's cost models (``serving.paper``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +21,7 @@ from serving.ledger import client_order_id
 from serving.paper import PaperBar, PaperBroker, PaperFill
 from serving.safety import MarketSnapshot, SafetyDecision, SafetyLimits, SafetyState, check
 from training.env_config import EnvConfig
+from training.margin import MarginModel, MarginTable
 from training.market import MarketData
 from training.observation import PortfolioState
 
@@ -63,7 +65,7 @@ def portfolio_state(
     liquidation ``(equity - MM) / gross`` in [0, 1]."""
     equity = max(account.equity, 1e-9 * account.initial_equity)
     notional = account.notional
-    maintenance = float(env.margin.table(account.symbols).maintenance(notional).sum())
+    maintenance = float(_margin_table(env.margin, account.symbols).maintenance(notional).sum())
     gross = max(float(np.abs(notional).sum()), 1e-12)
     return PortfolioState(
         weights=notional / equity,
@@ -74,6 +76,12 @@ def portfolio_state(
         distance_to_liquidation=min(max((equity - maintenance) / gross, 0.0), 1.0),
         hours_to_funding=np.asarray(hours_to_funding, dtype=np.float64),
     )
+
+
+@lru_cache(maxsize=16)
+def _margin_table(margin: MarginModel, symbols: tuple[str, ...]) -> MarginTable:
+    """The margin tiers of ``symbols`` (built once per model and universe)."""
+    return margin.table(symbols)
 
 
 def is_decision_bar(close_time: np.datetime64, bar_hours: float, interval: int) -> bool:
