@@ -12,6 +12,13 @@ Workload: the demo's shape, 5 assets x 11 features x a 32-bar window (1,783 floa
 
     .venv/bin/python bench/bench_serving.py            # 10,000 decisions per runtime
     .venv/bin/python bench/bench_serving.py --quick    # 1,000
+    .venv/bin/python bench/bench_serving.py --cycle    # also the Dagster jobs (a few minutes)
+
+``--cycle`` also times whole serving runs in process on the ``test`` resources, in a temporary
+project folder set up by one retraining run (not timed): ``serving_job`` (the cycle alone) and
+``serving_cycle_job`` (incremental ingestion, incremental features with their checks, the
+cycle). The synthetic market's window is fixed, so the incremental steps find no new bar: the
+figures are the fixed cost of each step.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +53,7 @@ N_ASSETS, N_FEATURES, N_BARS = 5, 11, 2_000
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 decisions per runtime")
+    parser.add_argument("--cycle", action="store_true", help="also time the Dagster serving jobs")
     args = parser.parse_args()
     n = 1_000 if args.quick else 10_000
     torch.set_num_threads(1)
@@ -117,6 +126,37 @@ def main() -> None:
     print(f"whole decision p99 (onnxruntime): {onnx_p99[0]:.3f} ms (target < 5 ms)")
     print(f"torch / onnxruntime, model p99: {torch_p99[1] / onnx_p99[1]:.1f}x")
     print(f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.cycle:
+        time_jobs()
+
+
+def time_jobs() -> None:
+    """Seconds of ``serving_job`` and ``serving_cycle_job``, twice each, in process."""
+    home = Path(tempfile.mkdtemp(prefix="perpfolio-bench-serving-"))
+    os.environ.update(
+        PERPFOLIO_HOME=str(home),
+        DAGSTER_HOME=str(home / "dagster"),
+        PERPFOLIO_ENV="test",
+        DBT_SEND_ANONYMOUS_USAGE_STATS="False",
+        DO_NOT_TRACK="1",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        DAGSTER_DISABLE_TELEMETRY="true",
+    )
+    from orchestration.definitions import build_definitions
+
+    defs = build_definitions("test")
+    assert defs.resolve_job_def("retraining_job").execute_in_process().success
+    print()
+    print("| job | run 1 | run 2 |")
+    print("|---|---:|---:|")
+    for name in ("serving_job", "serving_cycle_job"):
+        seconds = []
+        for _ in range(2):
+            start = time.perf_counter()
+            assert defs.resolve_job_def(name).execute_in_process().success
+            seconds.append(time.perf_counter() - start)
+        print(f"| {name} | {seconds[0]:.1f} s | {seconds[1]:.1f} s |")
+    print("target: a full serving cycle with incremental ingestion and features < 10 s")
 
 
 if __name__ == "__main__":
