@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from serving.account import AccountState, MarketRules, Order
 from serving.ledger import client_order_id
+from serving.live import REJECTED, LiveBroker, SubmitResult
 from serving.paper import PaperBar, PaperBroker, PaperFill
 from serving.safety import MarketSnapshot, SafetyDecision, SafetyLimits, SafetyState, check
 from training.env_config import EnvConfig
@@ -30,6 +31,76 @@ if TYPE_CHECKING:
 
 PAPER_MIN_NOTIONAL = 5.0
 """Smallest paper order in quote currency (Binance USD-M's usual MIN_NOTIONAL)."""
+
+
+class Execution(Protocol):
+    """Where a cycle's account comes from and its orders go: the paper ledger or an exchange."""
+
+    account_id: str
+    symbols: tuple[str, ...]
+
+    def catch_up(self, market: MarketData, t: int) -> tuple[list[PaperFill], int]:
+        """Bring the account to the close of bar ``t``: the fills and the bars processed."""
+        ...
+
+    def account_at(self, market: MarketData, t: int) -> AccountState:
+        """The account at the close of bar ``t``."""
+        ...
+
+    def rules(self, market: MarketData, t: int) -> MarketRules:
+        """The order rules (lot sizes, minimum notional) at bar ``t``."""
+        ...
+
+    def submit(self, orders: list[Order]) -> list[Order]:
+        """Send ``orders``; the ones the venue holds (sent now or before)."""
+        ...
+
+
+class PaperExecution:
+    """The paper broker: it fills the previous decision's orders at each new bar's open."""
+
+    def __init__(self, broker: PaperBroker):
+        self.broker = broker
+        self.account_id, self.symbols = broker.account_id, tuple(broker.symbols)
+
+    def catch_up(self, market: MarketData, t: int) -> tuple[list[PaperFill], int]:
+        return _catch_up(self.broker, market, t)
+
+    def account_at(self, market: MarketData, t: int) -> AccountState:
+        return self.broker.account(market.mark[t])
+
+    def rules(self, market: MarketData, t: int) -> MarketRules:
+        return paper_rules(market.symbols, market.close[t])
+
+    def submit(self, orders: list[Order]) -> list[Order]:
+        return self.broker.submit(orders)
+
+
+class LiveExecution:
+    """A live exchange account (``serving.live.LiveBroker``): the exchange fills, positions and
+    balance come from it. It knows neither the equity the account started with nor the basis
+    at entry: ``initial_equity`` is given and the entry basis is taken as 0."""
+
+    def __init__(self, broker: LiveBroker, account_id: str, initial_equity: float):
+        self.broker, self.account_id = broker, account_id
+        self.symbols = tuple(broker.symbols)
+        self.initial_equity = initial_equity
+        self.results: list[SubmitResult] = []
+        """What the exchange answered to the last ``submit``."""
+
+    def catch_up(self, market: MarketData, t: int) -> tuple[list[PaperFill], int]:
+        return [], 0
+
+    def account_at(self, market: MarketData, t: int) -> AccountState:
+        return self.broker.account(self.initial_equity)
+
+    def rules(self, market: MarketData, t: int) -> MarketRules:
+        return self.broker.market_rules()
+
+    def submit(self, orders: list[Order]) -> list[Order]:
+        self.results = self.broker.submit(orders)
+        held = {r.client_order_id for r in self.results if r.status != REJECTED}
+        return [o for o in orders if o.client_order_id in held]
 
 
 @dataclass(frozen=True)
@@ -121,7 +192,7 @@ def market_snapshot(market: MarketData, t: int, now: np.datetime64) -> MarketSna
 def run_cycle(
     policy: PolicyModel,
     market: MarketData,
-    broker: PaperBroker,
+    broker: PaperBroker | Execution,
     state: SafetyState,
     *,
     limits: SafetyLimits | None = None,
@@ -129,21 +200,23 @@ def run_cycle(
     now: np.datetime64 | None = None,
 ) -> CycleResult:
     """Serve the last bar of ``market`` on ``broker``'s account with ``policy`` (a registered
-    policy: its spec's builder and environment, its ``predict`` to target weights).
+    policy: its spec's builder and environment, its ``predict`` to target weights). ``broker``
+    is the paper broker or an ``Execution`` (``LiveExecution`` for an exchange account).
 
-    The broker first processes every bar after its last one up to the last bar (a new account
-    starts at the last bar). A re-run on the same bar processes nothing and submits nothing
+    The paper broker first processes every bar after its last one up to the last bar (a new
+    account starts at the last bar). A re-run on the same bar processes nothing and submits nothing
     new: the orders keep their client order ids. ``now`` (default: the bar's close) is the
     wall-clock time the staleness rule compares with."""
     env, build = policy.spec.env_config, policy.spec.builder.build
     t = market.n_bars - 1
     if t < 1:
         raise ValueError(f"serving needs at least two bars of {market.symbols}, got {t + 1}")
-    if tuple(broker.symbols) != tuple(market.symbols):
-        raise ValueError(f"account trades {broker.symbols} but the market has {market.symbols}")
-    fills, processed = _catch_up(broker, market, t)
+    execution = PaperExecution(broker) if isinstance(broker, PaperBroker) else broker
+    if tuple(execution.symbols) != tuple(market.symbols):
+        raise ValueError(f"account trades {execution.symbols} but the market has {market.symbols}")
+    fills, processed = execution.catch_up(market, t)
     decision_ts = market.close_times[t]
-    account = broker.account(market.mark[t])
+    account = execution.account_at(market, t)
     portfolio = portfolio_state(account, env, market.hours_to_funding[t])
     observation = build(market.features, t, portfolio)
     decided = is_decision_bar(decision_ts, market.bar_hours, env.decision_interval)
@@ -152,7 +225,7 @@ def run_cycle(
     if decided:
         proposed = np.asarray(policy.predict(None, observation[None]), np.float64).reshape(-1)
         proposed = _env_rules(proposed, current, env, market, t)
-    account_id = broker.account_id
+    account_id = execution.account_id
 
     def make_order_id(symbol: str, leg: int) -> str:
         return client_order_id(account_id, decision_ts, symbol, leg)
@@ -161,13 +234,13 @@ def run_cycle(
         proposed,
         account,
         market_snapshot(market, t, decision_ts if now is None else now),
-        paper_rules(market.symbols, market.close[t]) if rules is None else rules,
+        execution.rules(market, t) if rules is None else rules,
         SafetyLimits() if limits is None else limits,
         state,
         decision_ts,
         make_order_id,
     )
-    orders = broker.submit(list(safety.orders))
+    orders = execution.submit(list(safety.orders))
     return CycleResult(
         decision_ts=decision_ts,
         decided=decided,

@@ -10,9 +10,10 @@ from orchestration.project import CHAMPION_ALIAS
 from orchestration.resources.mlflow_registry import MlflowRegistry
 from orchestration.resources.settings import ServingSettings
 from orchestration.resources.warehouse import DuckDBWarehouse
-from serving.cycle import CycleResult, run_cycle
+from serving.cycle import CycleResult, LiveExecution, PaperExecution, run_cycle
 from serving.drift import feature_drift
 from serving.journal import load_safety_state, record_cycle
+from serving.live import LiveBroker, LiveTradingDisabled, require_live
 from serving.paper import PaperBroker
 from serving.tracking import paper_tracking
 from training.data import load_market
@@ -76,8 +77,14 @@ def serving_cycle(
     intervention are in this materialization's metadata and in the ``serving`` tables, with
     the tracking error of the paper equity against the backtest of this version on the bars
     it has served."""
+    if serving.live:  # both opt-ins before anything else, else the missing one is named
+        try:
+            require_live(serving.live_config())
+        except LiveTradingDisabled as err:
+            raise dg.Failure(f"serving: live trading is configured but off: {err}") from err
     version, policy = champion_policy(mlflow_registry)
     spec = policy.spec
+    live = LiveBroker(serving.live_config(), spec.symbols) if serving.live else None
     market = load_market(
         warehouse.path, spec.venue, spec.timeframe, spec.feature_columns, symbols=spec.symbols
     )
@@ -88,17 +95,30 @@ def serving_cycle(
     )
     with warehouse.connect() as con:
         state = load_safety_state(con, serving.account_id)
-        broker = PaperBroker(
-            con,
-            serving.account_id,
-            spec.symbols,
-            spec.env_config.initial_equity,
-            spec.env_config.fees,
-            spec.env_config.slippage,
+        execution: PaperExecution | LiveExecution
+        if live is None:
+            execution = PaperExecution(
+                PaperBroker(
+                    con,
+                    serving.account_id,
+                    spec.symbols,
+                    spec.env_config.initial_equity,
+                    spec.env_config.fees,
+                    spec.env_config.slippage,
+                )
+            )
+        else:
+            initial = serving.live_initial_equity or spec.env_config.initial_equity
+            execution = LiveExecution(live, serving.account_id, initial)
+        result = run_cycle(
+            policy, market, execution, state, limits=serving.safety_limits(), now=now
         )
-        result = run_cycle(policy, market, broker, state, limits=serving.safety_limits(), now=now)
         record_cycle(con, serving.account_id, result, version)
-        times, equity = broker.equity_curve()
+        times, equity = (
+            execution.broker.equity_curve()
+            if isinstance(execution, PaperExecution)
+            else (np.array([], dtype="datetime64[us]"), np.array([]))  # the exchange keeps it
+        )
         since = con.execute(
             "SELECT min(decision_ts) FROM serving.decisions WHERE account_id = ? "
             "AND model_version = ?",
@@ -111,6 +131,7 @@ def serving_cycle(
     )
     return dg.MaterializeResult(
         metadata={
+            "mode": "paper" if live is None else f"live ({live.endpoint})",
             "model_version": version,
             "backend": policy.backend,
             "decision_ts": str(result.decision_ts),

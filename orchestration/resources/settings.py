@@ -13,6 +13,7 @@ import dagster as dg
 
 from evaluation.gate import GateConfig
 from evaluation.walkforward import WalkForwardConfig
+from serving.live import LiveConfig
 from serving.safety import SafetyLimits
 from training.config import TrainConfig, load_config
 
@@ -144,6 +145,20 @@ class ServingSettings(dg.ConfigurableResource):
     ``data``: with the latest bar's own close (a replay, e.g. the embedded synthetic market)."""
     limits: dict[str, float] = {}
     """``SafetyLimits`` fields to tighten, e.g. ``{max_gross_leverage: 1.5}``."""
+    live: bool = False
+    """Trade the Binance USD-M account instead of the paper one. It also needs
+    ``PERPFOLIO_LIVE=1`` and the keys in ``PERPFOLIO_BINANCE_API_KEY`` / ``_SECRET``."""
+    live_demo: bool = False
+    """Live on Binance's demo-trading endpoint."""
+    live_base_url: str | None = None
+    """A loopback address to send live requests to (the local exchange), for tests."""
+    live_initial_equity: float | None = None
+    """The equity the live account started with (the observation's equity ratio); None: the
+    policy's ``initial_equity``."""
+
+    def live_config(self) -> LiveConfig:
+        """The live adapter's configuration (``live`` as set here)."""
+        return LiveConfig(live=self.live, demo=self.live_demo, base_url=self.live_base_url)
 
     def safety_limits(self) -> SafetyLimits:
         """The hard limits tightened by ``limits``."""
