@@ -2,8 +2,10 @@
 and dbt builds the warehouse resource's file, with artifacts outside the checkout."""
 
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -55,6 +57,48 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
+def _features_job(defs: dg.Definitions) -> dg.JobDefinition:
+    """The job of the raw asset and every dbt model (the ``ingestion`` and ``features`` groups)."""
+    selection = dg.AssetSelection.groups("ingestion", "features")
+    return dg.define_asset_job("features", selection=selection).resolve(
+        asset_graph=defs.resolve_asset_graph()
+    )
+
+
+@dataclass(frozen=True)
+class BuiltHome:
+    """A PERPFOLIO_HOME whose warehouse the features job built from a two-symbol, ten-day
+    synthetic market (one venue)."""
+
+    home: Path
+    """The folder that was PERPFOLIO_HOME during the run."""
+    warehouse: Path
+    """The warehouse resource's file, as the run's resources had it."""
+    result: dg.ExecuteInProcessResult
+    """The features job's result (materializations, checks, run id)."""
+
+
+@pytest.fixture(scope="module")
+def built_home(tmp_path_factory) -> BuiltHome:
+    """One features-job run, shared read-only: tests that change its warehouse copy it first."""
+    home = tmp_path_factory.mktemp("built-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PERPFOLIO_HOME", str(home))
+        defs = _definitions(synthetic_raw(n_symbols=2, days=10, venues=("synthetic",)))
+        result = _features_job(defs).execute_in_process(resources=defs.resources)
+    assert result.success
+    return BuiltHome(home, Path(defs.resources["warehouse"].path), result)
+
+
+def _copy_warehouse(built: BuiltHome, home: Path) -> Path:
+    """A copy of ``built``'s warehouse file (and its WAL, if any) as ``home``'s warehouse."""
+    for suffix in ("", ".wal"):
+        source = built.warehouse.with_name(built.warehouse.name + suffix)
+        if source.exists():
+            shutil.copy(source, home / source.name)
+    return home / built.warehouse.name
+
+
 def test_dbt_build_args_pass_the_window_as_vars():
     config = FeatureBuildConfig(window_start="2024-01-02", full_refresh=True)
     assert dbt_build_args(config) == [
@@ -67,11 +111,9 @@ def test_dbt_build_args_pass_the_window_as_vars():
     ]
 
 
-def test_a_partition_run_passes_its_day_to_dbt_and_rebuilds_only_that_day(home):
-    path = home / "warehouse.duckdb"
-    write_raw(path, synthetic_raw(n_symbols=2, days=10, venues=("synthetic",)))
+def test_a_partition_run_passes_its_day_to_dbt_and_rebuilds_only_that_day(home, built_home):
+    path = _copy_warehouse(built_home, home)  # every bar of the two symbols' ten days built
     resources = build_resources("test")
-    assert dg.materialize([dbt_features], resources=resources).success
     with duckdb.connect(str(path)) as con:  # move every perp price from Jan 5 on up by 10%
         con.execute(
             "UPDATE raw.ohlcv SET open = open * 1.1, high = high * 1.1, low = low * 1.1, "
@@ -108,17 +150,13 @@ def test_a_partition_run_passes_its_day_to_dbt_and_rebuilds_only_that_day(home):
     assert by_day["2024-01-06"] == (48, 0)  # and not rebuilt after it
 
 
-def test_features_materialize_with_statistics_and_passing_checks(home):
-    frames = synthetic_raw(n_symbols=2, days=10, venues=("synthetic",))
-    defs = _definitions(frames)
-    graph = defs.resolve_asset_graph()
+def test_features_materialize_with_statistics_and_passing_checks(home, built_home):
+    graph = _definitions(synthetic_raw(n_symbols=1, days=1)).resolve_asset_graph()
     dbt_check = dg.AssetCheckKey(
         FEATURE_MART, "unique_key_columns_fct_features_venue__symbol__timeframe__ts"
     )
     assert dbt_check in graph.asset_check_keys
-    selection = dg.AssetSelection.groups("ingestion", "features")
-    job = dg.define_asset_job("features", selection=selection).resolve(asset_graph=graph)
-    result = job.execute_in_process(resources=defs.resources)
+    result = built_home.result  # the features job on two symbols x ten days
     assert result.success
     [mart] = [
         e.materialization
@@ -201,24 +239,20 @@ def test_a_failing_model_is_a_failed_step_naming_it_with_dbt_s_message(home):
     assert FEATURE_MART not in materialized
 
 
-def test_dbt_builds_the_warehouse_of_each_perpfolio_home(tmp_path, monkeypatch):
-    for home, n_symbols in ((tmp_path / "one", 1), (tmp_path / "two", 2)):
-        monkeypatch.setenv("PERPFOLIO_HOME", str(home))
-        frames = synthetic_raw(n_symbols=n_symbols, days=3, venues=("synthetic",))
-        defs = _definitions(frames)
-        assert Path(defs.resources["warehouse"].path) == home / "warehouse.duckdb"
-        selection = dg.AssetSelection.groups("ingestion", "features")
-        job = dg.define_asset_job("features", selection=selection).resolve(
-            asset_graph=defs.resolve_asset_graph()
-        )
-        assert job.execute_in_process(resources=defs.resources).success
-    for home, n_symbols in ((tmp_path / "one", 1), (tmp_path / "two", 2)):
-        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+def test_dbt_builds_the_warehouse_of_each_perpfolio_home(home, built_home):
+    # built_home: two symbols x ten days, built in its own PERPFOLIO_HOME by the same job; then
+    # this test's home, one symbol x three days, in the same process.
+    assert built_home.warehouse == built_home.home / "warehouse.duckdb"
+    defs = _definitions(synthetic_raw(n_symbols=1, days=3, venues=("synthetic",)))
+    assert Path(defs.resources["warehouse"].path) == home / "warehouse.duckdb"
+    assert _features_job(defs).execute_in_process(resources=defs.resources).success
+    for folder, n_symbols, days in ((home, 1, 3), (built_home.home, 2, 10)):
+        with duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True) as con:
             symbols, rows = con.execute(
                 "SELECT count(DISTINCT symbol), count(*) FROM marts.fct_features "
                 "WHERE timeframe = '1h'"
             ).fetchone()
-        assert (symbols, rows) == (n_symbols, n_symbols * 72)
+        assert (symbols, rows) == (n_symbols, n_symbols * days * 24)
 
 
 def test_a_warehouse_outside_perpfolio_home_fails_before_dbt_runs(home, tmp_path):
