@@ -220,11 +220,15 @@ def run_cycle(
     portfolio = portfolio_state(account, env, market.hours_to_funding[t])
     observation = build(market.features, t, portfolio)
     decided = is_decision_bar(decision_ts, market.bar_hours, env.decision_interval)
-    current = account.qty * market.close[t] / max(account.equity, 1e-12)  # as the env sizes
-    proposed = current
+    close = market.close[t]
+    current = account.qty * close / max(account.equity, 1e-12)  # as the env sizes
+    # the book as the safety layer sizes it (on the lower of the equity at close and at mark):
+    # proposing it places no order
+    held = account.qty * close / max(_sizing_equity(account, close), 1e-12)
+    proposed = held
     if decided:
         proposed = np.asarray(policy.predict(None, observation[None]), np.float64).reshape(-1)
-        proposed = _env_rules(proposed, current, env, market, t)
+        proposed = _env_rules(proposed, current, held, env, market, t)
     account_id = execution.account_id
 
     def make_order_id(symbol: str, leg: int) -> str:
@@ -254,12 +258,25 @@ def run_cycle(
     )
 
 
+def _sizing_equity(account: AccountState, close: np.ndarray) -> float:
+    """The equity the safety layer sizes orders on: the lower of the account valued at the
+    decision bar's close and at its marks."""
+    at_close = account.cash + float((account.qty * (close - account.entry_price)).sum())
+    return min(at_close, account.equity)
+
+
 def _env_rules(
-    proposed: np.ndarray, current: np.ndarray, env: EnvConfig, market: MarketData, t: int
+    proposed: np.ndarray,
+    current: np.ndarray,
+    held: np.ndarray,
+    env: EnvConfig,
+    market: MarketData,
+    t: int,
 ) -> np.ndarray:
     """The environment's own order rules on the policy's targets, as in training: an asset
-    inside the no-trade band, or not tradable at bar ``t`` (data carried over a gap), keeps its
-    position. A proposal of the wrong shape passes unchanged, for the safety layer to refuse."""
+    inside the no-trade band around its ``current`` weight, or not tradable at bar ``t`` (data
+    carried over a gap), keeps its position (``held``: the weight that places no order). A
+    proposal of the wrong shape passes unchanged, for the safety layer to refuse."""
     if proposed.shape != current.shape:
         return proposed
     keep = np.zeros(current.shape, dtype=bool)
@@ -268,7 +285,7 @@ def _env_rules(
             keep |= np.abs(proposed - current) < env.no_trade_band
     if market.tradable is not None:
         keep |= ~np.asarray(market.tradable[t], dtype=bool)
-    return np.where(keep, current, proposed)
+    return np.where(keep, held, proposed)
 
 
 def _catch_up(broker: PaperBroker, market: MarketData, t: int) -> tuple[list[PaperFill], int]:

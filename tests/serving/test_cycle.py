@@ -109,6 +109,23 @@ def test_between_decisions_the_cycle_holds(market, tmp_path):
     assert orders_at == decided_at
 
 
+def test_between_decisions_a_large_book_places_no_order_when_marks_differ_from_closes(tmp_path):
+    market = make_synthetic_market(n_assets=3, n_bars=FIRST_BAR + BARS + 1)  # mark != close
+    daily = replace(CONFIG, decision_interval=24, episode_length=2)
+    policy = policy_for(market, daily)
+    broker = PaperBroker(tmp_path / "paper.duckdb", "paper", market.symbols, 1e8)
+    state, orders_at, differing = SafetyState(), [], 0
+    for t in range(FIRST_BAR - 20, FIRST_BAR + 20):
+        result = run_cycle(policy, market.slice(0, t + 1), broker, state)
+        state = result.safety.state
+        if result.orders:
+            orders_at.append(str(result.decision_ts))
+        if not result.decided:  # held bars where the close values the book below the marks
+            differing += abs(result.account.equity - result.safety.equity) > 100.0
+    assert differing >= 5
+    assert orders_at == ["2024-01-02T00:00:00.000000000", "2024-01-03T00:00:00.000000000"]
+
+
 def test_decision_bars_are_whole_intervals_since_the_epoch():
     midnight = np.datetime64("2024-01-02T00:00", "ns")
     assert is_decision_bar(midnight, 1.0, 24) and is_decision_bar(midnight, 1.0, 1)
