@@ -136,38 +136,31 @@ def backtest(
     quiet = np.asarray(hold_plan.all(axis=(1, 2)))  # bars where no account places an order
     k = 0
     while k < steps:
+        # a liquidated account may have 0 equity: its turnover and reward are 0 / 0
+        guard = np.errstate(divide="ignore", invalid="ignore") if any_dead else nullcontext()
         if quiet[k]:  # a span without orders, in one set of operations
             end = k + 1
             while end < steps and quiet[end]:
                 end += 1
-            with np.errstate(divide="ignore", invalid="ignore") if any_dead else nullcontext():
+            with guard:
                 _, liq_rows, info = sim.hold(end - k)
-            for key, column in recorded:
-                column[k:end] = info[key]
             liq = liq_rows.any(0)
-            k = end
-            if np.count_nonzero(liq):
-                dead |= liq
-                any_dead = True
-                hold_plan[k:, liq] = True
-                holds[k:] = True
-                quiet[k:] = hold_plan[k:].all(axis=(1, 2))
-            continue
-        actions, hold = planned[k], None
-        if holds[k]:
-            hold = hold_plan[k]
-            actions = np.where(hold, actions_for_weights(sim.portfolio.weights, config), actions)
-        for i, strategy, idx in policy_rows:
-            if not dead[i] and k % interval == 0:
-                actions[i] = _act(strategy, sim.observations(idx), n)
-        if any_dead:  # a liquidated account may have 0 equity: its turnover is 0 / 0
-            with np.errstate(divide="ignore", invalid="ignore"):
-                _, liq, info = sim.step(actions, hold)
         else:
-            _, liq, info = sim.step(actions, hold)
+            end = k + 1
+            actions, hold = planned[k], None
+            if holds[k]:
+                hold = hold_plan[k]
+                actions = np.where(
+                    hold, actions_for_weights(sim.portfolio.weights, config), actions
+                )
+            for i, strategy, idx in policy_rows:
+                if not dead[i] and k % interval == 0:
+                    actions[i] = _act(strategy, sim.observations(idx), n)
+            with guard:
+                _, liq, info = sim.step(actions, hold)
         for key, column in recorded:
-            column[k] = info[key]
-        k += 1
+            column[k:end] = info[key]  # a step's (B, ...) rows broadcast over its one bar
+        k = end
         if np.count_nonzero(liq):  # flat from now on: it holds no position, places no order
             dead |= liq
             any_dead = True
