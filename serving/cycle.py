@@ -64,7 +64,24 @@ class PaperExecution:
         self.account_id, self.symbols = broker.account_id, tuple(broker.symbols)
 
     def catch_up(self, market: MarketData, t: int) -> tuple[list[PaperFill], int]:
-        return _catch_up(self.broker, market, t)
+        """Process the bars after the broker's last one up to ``t`` (a new account: bar ``t``
+        alone)."""
+        broker = self.broker
+        last = broker.last_bar()
+        if last is None:
+            start = t
+        else:
+            last = last.astype(market.close_times.dtype)
+            start = int(np.searchsorted(market.close_times, last, side="right"))
+            if start == 0 or market.close_times[start - 1] != last:
+                raise ValueError(
+                    f"account {broker.account_id} was last marked at {last}, a close time the "
+                    f"market of {market.symbols} does not have"
+                )
+        fills: list[PaperFill] = []
+        for i in range(start, t + 1):
+            fills += broker.fill_pending(PaperBar.from_market(market, i))
+        return fills, t + 1 - start
 
     def account_at(self, market: MarketData, t: int) -> AccountState:
         return self.broker.account(market.mark[t])
@@ -173,7 +190,6 @@ def paper_rules(symbols: tuple[str, ...], price: np.ndarray) -> MarketRules:
 
 def market_snapshot(market: MarketData, t: int, now: np.datetime64) -> MarketSnapshot:
     """What the safety layer knows of bar ``t`` at wall-clock ``now``."""
-    window = market.features[: t + 1]
     return MarketSnapshot(
         symbols=market.symbols,
         close=market.close[t],
@@ -182,7 +198,7 @@ def market_snapshot(market: MarketData, t: int, now: np.datetime64) -> MarketSna
         bar_close_ts=market.close_times[t],
         bar_length=np.timedelta64(int(round(market.bar_hours * 3600)), "s"),
         now=now,
-        features_finite=bool(np.isfinite(window[-1]).all()),
+        features_finite=bool(np.isfinite(market.features[t]).all()),
         high=market.high[t],
         low=market.low[t],
         funding_rate=market.funding_rate[t],
@@ -286,22 +302,3 @@ def _env_rules(
     if market.tradable is not None:
         keep |= ~np.asarray(market.tradable[t], dtype=bool)
     return np.where(keep, held, proposed)
-
-
-def _catch_up(broker: PaperBroker, market: MarketData, t: int) -> tuple[list[PaperFill], int]:
-    """Process the bars after the broker's last one up to ``t``; the fills and the count."""
-    last = broker.last_bar()
-    if last is None:
-        start = t
-    else:
-        last = last.astype(market.close_times.dtype)
-        start = int(np.searchsorted(market.close_times, last, side="right"))
-        if start == 0 or market.close_times[start - 1] != last:
-            raise ValueError(
-                f"account {broker.account_id} was last marked at {last}, a close time the "
-                f"market of {market.symbols} does not have"
-            )
-    fills: list[PaperFill] = []
-    for i in range(start, t + 1):
-        fills += broker.fill_pending(PaperBar.from_market(market, i))
-    return fills, t + 1 - start

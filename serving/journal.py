@@ -57,17 +57,6 @@ def load_safety_state(con: duckdb.DuckDBPyConnection, account_id: str) -> Safety
     return SafetyState() if row is None else SafetyState.from_dict(json.loads(row[0]))
 
 
-def save_safety_state(
-    con: duckdb.DuckDBPyConnection, account_id: str, state: SafetyState, ts: np.datetime64
-) -> None:
-    """Store ``state`` as ``account_id``'s (a person's halt reset goes through here too)."""
-    create_journal(con)
-    con.execute(
-        "INSERT OR REPLACE INTO serving.safety_state VALUES (?, ?, ?)",
-        [account_id, to_datetime(ts), json.dumps(state.to_dict())],
-    )
-
-
 def record_cycle(
     con: duckdb.DuckDBPyConnection, account_id: str, result: CycleResult, model_version: str
 ) -> None:
