@@ -47,6 +47,7 @@ def demo(timesteps: int | None = None) -> int:
     import dagster as dg
 
     from ingestion.warehouse import row_counts
+    from orchestration.assets.serving import intervention_line
     from orchestration.definitions import build_definitions, defs
 
     if timesteps is not None:
@@ -132,15 +133,12 @@ def demo(timesteps: int | None = None) -> int:
     weights = {k[7:]: v for k, v in meta.items() if k.startswith("weight_")}
     print(f"target weights      {weights}")
     print(f"orders              {meta['orders']} to fill at the next open")
-    if meta["orders"]:
-        for line in str(meta["orders_table"]).splitlines()[2:]:
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            print(f"  {cells[1]:10} {cells[2]:4} {cells[3]:>12} at {cells[4]}")
-    interventions = str(meta["interventions"])
+    for order in meta["order_rows"]:
+        qty, price = order["qty"], order["price"]
+        print(f"  {order['symbol']:10} {order['side']:4} {qty:>12.6g} at {price:.6g}")
     print(f"interventions       {meta['n_interventions']}")
-    if meta["n_interventions"]:
-        for line in interventions.splitlines():
-            print(f"  {line.lstrip('- ').replace('**', '')}")
+    for row in meta["intervention_rows"]:
+        print(f"  {intervention_line(row)}")
     print(
         f"paper account       equity {meta['paper_equity']:,.2f} over {meta['paper_bars']} "
         f"bar(s) since {meta['first_paper_bar']}"

@@ -57,6 +57,18 @@ def load_safety_state(con: duckdb.DuckDBPyConnection, account_id: str) -> Safety
     return SafetyState() if row is None else SafetyState.from_dict(json.loads(row[0]))
 
 
+def first_decision(
+    con: duckdb.DuckDBPyConnection, account_id: str, model_version: str
+) -> np.datetime64 | None:
+    """The first bar ``model_version`` decided on for ``account_id`` (None: never served)."""
+    create_journal(con)
+    row = con.execute(
+        "SELECT min(decision_ts) FROM serving.decisions WHERE account_id = ? AND model_version = ?",
+        [account_id, model_version],
+    ).fetchone()
+    return None if row is None or row[0] is None else np.datetime64(row[0], "us")
+
+
 def record_cycle(
     con: duckdb.DuckDBPyConnection, account_id: str, result: CycleResult, model_version: str
 ) -> None:

@@ -12,7 +12,7 @@ from orchestration.resources.settings import ServingSettings
 from orchestration.resources.warehouse import DuckDBWarehouse
 from serving.cycle import CycleResult, LiveExecution, PaperExecution, run_cycle
 from serving.drift import feature_drift
-from serving.journal import load_safety_state, record_cycle
+from serving.journal import first_decision, load_safety_state, record_cycle
 from serving.live import LiveBroker, LiveTradingDisabled, require_live
 from serving.paper import PaperBroker
 from serving.tracking import paper_tracking
@@ -40,26 +40,37 @@ def champion_policy(mlflow_registry: MlflowRegistry) -> tuple[str, PolicyModel]:
     return version, _LOADED[key]
 
 
-def _orders_table(result: CycleResult) -> str:
-    if not result.orders:
+def _order_rows(result: CycleResult) -> list[dict]:
+    """The cycle's orders as plain rows (metadata JSON, the demo's printout)."""
+    return [
+        {
+            "client_order_id": o.client_order_id,
+            "symbol": o.symbol,
+            "side": o.side,
+            "qty": abs(o.qty),
+            "price": o.reference_price,
+            "reduce_only": o.reduce_only,
+        }
+        for o in result.orders
+    ]
+
+
+def _orders_table(rows: list[dict]) -> str:
+    if not rows:
         return "no orders"
     lines = ["| order | symbol | side | qty | price | reduce only |", "|---|---|---|---:|---:|---|"]
     lines += [
-        f"| {o.client_order_id} | {o.symbol} | {o.side} | {abs(o.qty):.6g} | "
-        f"{o.reference_price:.6g} | {o.reduce_only} |"
-        for o in result.orders
+        f"| {r['client_order_id']} | {r['symbol']} | {r['side']} | {r['qty']:.6g} | "
+        f"{r['price']:.6g} | {r['reduce_only']} |"
+        for r in rows
     ]
     return "\n".join(lines)
 
 
-def _interventions(result: CycleResult) -> str:
-    return (
-        "\n".join(
-            f"- **{i.code}**{f' {i.symbol}' if i.symbol else ''}: {i.message}"
-            for i in result.safety.interventions
-        )
-        or "none"
-    )
+def intervention_line(row: dict[str, str]) -> str:
+    """One intervention (``Intervention.to_dict``) as ``CODE SYMBOL: message``."""
+    symbol = f" {row['symbol']}" if row["symbol"] else ""
+    return f"{row['code']}{symbol}: {row['message']}"
 
 
 @dg.asset(
@@ -119,13 +130,12 @@ def serving_cycle(
             if isinstance(execution, PaperExecution)
             else (np.array([], dtype="datetime64[us]"), np.array([]))  # the exchange keeps it
         )
-        since = con.execute(
-            "SELECT min(decision_ts) FROM serving.decisions WHERE account_id = ? "
-            "AND model_version = ?",
-            [serving.account_id, version],
-        ).fetchone()[0]
+        since = first_decision(con, serving.account_id, version)
     account = result.account
-    served = times >= np.datetime64(since, "us")  # the bars this version has served
+    orders = _order_rows(result)
+    interventions = [i.to_dict() for i in result.safety.interventions]
+    assert since is not None  # record_cycle has just written this version's decision
+    served = times >= since  # the bars this version has served
     tracking = paper_tracking(
         market, spec.env_config, policy.act, spec.builder.normalizer, times[served], equity[served]
     )
@@ -138,8 +148,12 @@ def serving_cycle(
             "decided": result.decided,
             "safety_state": result.safety.state.state,
             "orders": len(result.orders),
-            "orders_table": dg.MetadataValue.md(_orders_table(result)),
-            "interventions": dg.MetadataValue.md(_interventions(result)),
+            "orders_table": dg.MetadataValue.md(_orders_table(orders)),
+            "order_rows": dg.MetadataValue.json(orders),
+            "interventions": dg.MetadataValue.md(
+                "\n".join(f"- {intervention_line(r)}" for r in interventions) or "none"
+            ),
+            "intervention_rows": dg.MetadataValue.json(interventions),
             "n_interventions": len(result.safety.interventions),
             "fills_this_cycle": len(result.fills),
             "bars_processed": result.bars_processed,
