@@ -404,7 +404,7 @@ class PaperBroker:
     def _price(self, bar: PaperBar, book: _Book, pending: list[Order]) -> _Outcome:
         """The fills of ``pending`` at the bar's open, the funding at its close and the
         account after both: the simulator's accounting of one bar."""
-        dq, rejected = self._traded(pending, book.qty)
+        dq, sizes, rejected = self._traded(pending, book.qty)
         after = fill_positions(
             book.qty, book.entry_price, book.entry_basis, dq, bar.open, book.basis
         )
@@ -425,16 +425,18 @@ class PaperBroker:
                 continue
             statuses.append((cid, "filled", ""))
             i = index[o.symbol]
+            # the legs of a symbol fill together: each takes its share of the symbol's costs
+            share = sizes[cid] / dq[i] if dq[i] else 0.0
             fills.append(
                 PaperFill(
                     cid,
                     o.symbol,
                     bar.open_time,
-                    float(dq[i]),
+                    sizes[cid],
                     float(bar.open[i]),
-                    float(fee[i]),
-                    float(slippage[i]),
-                    float(after.realized_pnl[i]),
+                    float(fee[i] * share),
+                    float(slippage[i] * share),
+                    float(after.realized_pnl[i] * share),
                 )
             )
         return _Outcome(
@@ -566,22 +568,28 @@ class PaperBroker:
         ).fetchall()
         return [_order(row) for row in rows]
 
-    def _traded(self, orders: list[Order], qty: np.ndarray) -> tuple[np.ndarray, dict[str, str]]:
-        """Quantity traded per symbol (N,) and the orders rejected, with their reason: a
-        reduce-only order is cut to the position it reduces, and rejected if nothing is left."""
+    def _traded(
+        self, orders: list[Order], qty: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, float], dict[str, str]]:
+        """Quantity traded per symbol (N,), each filled order's size and the orders rejected,
+        with their reason: a reduce-only order is cut to the position it reduces (after the
+        symbol's earlier orders), and rejected if nothing is left."""
         dq = np.zeros(len(self.symbols))
-        rejected = {}
+        held = np.array(qty, dtype=np.float64)  # the position each next order meets
+        sizes, rejected = {}, {}
         index = {s: i for i, s in enumerate(self.symbols)}
         for o in orders:
             i = index[o.symbol]
             size = o.qty
             if o.reduce_only:
-                size = float(np.clip(size, min(-qty[i], 0.0), max(-qty[i], 0.0)))
+                size = float(np.clip(size, min(-held[i], 0.0), max(-held[i], 0.0)))
                 if size == 0.0:
-                    rejected[o.client_order_id] = f"reduce-only with position {qty[i]}"
+                    rejected[o.client_order_id] = f"reduce-only with position {held[i]}"
                     continue
+            sizes[o.client_order_id] = size
             dq[i] += size
-        return dq, rejected
+            held[i] += size
+        return dq, sizes, rejected
 
     def _check(self, order: Order) -> None:
         """Raise ``ValueError`` naming ``order`` if it cannot be an order of this account."""

@@ -288,6 +288,35 @@ def test_reduce_only_orders_only_reduce(broker):
     assert fill.qty == -2.0 and broker.account(np.array([100.0])).qty[0] == 0.0
 
 
+def test_the_legs_of_a_split_order_fill_as_one_and_share_its_costs(broker):
+    broker.fill_pending(bar(0, [100.0]))
+    ts = T0 + HOUR
+    legs = [
+        Order(client_order_id(broker.account_id, ts, "BTC", leg), ts, "BTC", qty, 100.0)
+        for leg, qty in enumerate((3.0, 1.0))
+    ]
+    broker.submit(legs)
+    fills = broker.fill_pending(bar(1, [100.0], volume=[1_000.0]))
+    assert [f.qty for f in fills] == [3.0, 1.0]
+    traded, quote_volume = np.array([400.0]), np.array([100_000.0])
+    fee = FeeModel().fee(traded)[0]
+    slippage = traded[0] * SlippageModel().rate(traded, quote_volume)[0]  # of the 4 together
+    assert [f.fee for f in fills] == pytest.approx([0.75 * fee, 0.25 * fee], rel=1e-12)
+    assert sum(f.slippage for f in fills) == pytest.approx(slippage, rel=1e-12)
+    assert fills[0].slippage == pytest.approx(3 * fills[1].slippage, rel=1e-12)
+    assert broker.account(np.array([100.0])).cash == pytest.approx(CASH - fee - slippage)
+    # two reduce-only legs larger together than the position close it, no more
+    ts = T0 + 2 * HOUR
+    closing = [
+        Order(client_order_id(broker.account_id, ts, "BTC", leg), ts, "BTC", -3.0, 100.0, True)
+        for leg in range(2)
+    ]
+    broker.submit(closing)
+    first, second = broker.fill_pending(bar(2, [100.0]))
+    assert (first.qty, second.qty) == (-3.0, -1.0)
+    assert broker.account(np.array([100.0])).qty[0] == 0.0
+
+
 def test_an_existing_account_must_match(tmp_path):
     path = tmp_path / "l.duckdb"
     PaperBroker(path, "same", ("BTC",), CASH).close()
