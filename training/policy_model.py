@@ -140,7 +140,7 @@ class PolicyModel(PythonModel):
         self, context: Any, model_input: np.ndarray, params: dict | None = None
     ) -> np.ndarray:
         obs = np.atleast_2d(np.asarray(model_input, dtype=np.float32))
-        if self.onnx is not None and self.fixed_weights is None:
+        if self.onnx is not None:
             return self.onnx.target_weights(obs)
         return target_weights(self.act(obs), self.spec.env_config)
 
@@ -170,17 +170,33 @@ def log_policy(
         if scaling is not None:
             paths["scaling"] = Path(tmp) / "scaling.json"
             paths["scaling"].write_text(json.dumps(scaling.to_dict()))
-        example = np.zeros((1, spec.builder.observation_space.shape[0]), dtype=np.float32)
+        example = _example_observation(spec)
         weights = OnnxPolicy(paths["onnx"]).target_weights(example)
-        info = mlflow.pyfunc.log_model(
-            name="policy",
-            python_model=str(Path(__file__).with_name("policy_model_entry.py")),
-            artifacts={key: str(path) for key, path in paths.items()},
-            pip_requirements=pip_requirements(),
-            input_example=example,
-            signature=mlflow.models.infer_signature(example, weights),
-            registered_model_name=registered_model_name,
-        )
+        return _register(paths, example, weights, registered_model_name)
+
+
+def _example_observation(spec: PolicySpec) -> np.ndarray:
+    """A zero observation (1, D): the model's input example."""
+    return np.zeros((1, spec.builder.observation_space.shape[0]), dtype=np.float32)
+
+
+def _register(
+    artifacts: dict[str, Path],
+    example: np.ndarray,
+    weights: np.ndarray,
+    registered_model_name: str,
+) -> mlflow.entities.model_registry.ModelVersion:
+    """Log the pyfunc model (models from code) with ``artifacts`` to the active run, with the
+    signature observation ``example`` -> target ``weights``, and register it."""
+    info = mlflow.pyfunc.log_model(
+        name="policy",
+        python_model=str(Path(__file__).with_name("policy_model_entry.py")),
+        artifacts={key: str(path) for key, path in artifacts.items()},
+        pip_requirements=pip_requirements(),
+        input_example=example,
+        signature=mlflow.models.infer_signature(example, weights),
+        registered_model_name=registered_model_name,
+    )
     client = mlflow.MlflowClient()
     return client.get_model_version(registered_model_name, str(info.registered_model_version))
 
@@ -208,18 +224,7 @@ def log_baseline_policy(
         paths = {"spec": Path(tmp) / "spec.json", "fixed_weights": Path(tmp) / "weights.json"}
         paths["spec"].write_text(json.dumps(spec.to_dict(), indent=2))
         paths["fixed_weights"].write_text(json.dumps({"weights": weights.tolist()}))
-        example = np.zeros((1, spec.builder.observation_space.shape[0]), dtype=np.float32)
-        info = mlflow.pyfunc.log_model(
-            name="policy",
-            python_model=str(Path(__file__).with_name("policy_model_entry.py")),
-            artifacts={key: str(path) for key, path in paths.items()},
-            pip_requirements=pip_requirements(),
-            input_example=example,
-            signature=mlflow.models.infer_signature(example, weights[None]),
-            registered_model_name=registered_model_name,
-        )
-    client = mlflow.MlflowClient()
-    return client.get_model_version(registered_model_name, str(info.registered_model_version))
+        return _register(paths, _example_observation(spec), weights[None], registered_model_name)
 
 
 def load_policy(model_uri: str) -> PolicyModel:
