@@ -1,10 +1,11 @@
 """Serving decision latency: observation -> safety-checked orders for one bar, without I/O, with
 the policy on onnxruntime (as served) and on torch (SB3's ``predict``) in the same run.
 
-One decision is what ``serving.cycle.run_cycle`` does between the broker's reads and writes:
-the account's observed state (``portfolio_state``), the observation (the policy's
-``ObservationBuilder.build``), the policy's target weights, the environment's no-trade band,
-and the safety layer's ``check`` turning them into lot-rounded orders. Each decision is on
+One decision is ``serving.cycle.run_cycle`` on an execution without I/O (a given account,
+orders kept in memory): the account's observed state, the observation (the policy's
+``ObservationBuilder.build``), the policy's target weights (a ``PolicyModel`` on onnxruntime,
+or on SB3), the environment's no-trade band, and the safety layer's ``check`` turning them into
+lot-rounded orders. Each decision is on
 another bar of the synthetic market and another account (random positions up to 1x gross).
 
 Workload: the demo's shape, 5 assets x 11 features x a 32-bar window (1,783 floats), PPO
@@ -28,7 +29,6 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,17 +37,51 @@ from stable_baselines3 import PPO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serving.account import AccountState  # noqa: E402
-from serving.cycle import market_snapshot, paper_rules, portfolio_state  # noqa: E402
-from serving.ledger import client_order_id  # noqa: E402
-from serving.safety import SafetyLimits, SafetyState, check  # noqa: E402
+from serving.account import AccountState, MarketRules, Order  # noqa: E402
+from serving.cycle import paper_rules, run_cycle  # noqa: E402
+from serving.safety import SafetyState  # noqa: E402
 from tests.support.markets import make_synthetic_market  # noqa: E402
-from training.actions import target_weights  # noqa: E402
 from training.env import PerpPortfolioEnv  # noqa: E402
 from training.env_config import EnvConfig  # noqa: E402
+from training.market import MarketData  # noqa: E402
 from training.onnx_export import OnnxPolicy, export_policy  # noqa: E402
+from training.policy_model import PolicyModel, PolicySpec  # noqa: E402
 
 N_ASSETS, N_FEATURES, N_BARS = 5, 11, 2_000
+
+
+class InMemory:
+    """An execution without I/O: a given account, the paper rules, orders kept in memory."""
+
+    account_id = "bench"
+
+    def __init__(self, account: AccountState):
+        self.account, self.symbols = account, account.symbols
+
+    def catch_up(self, market: MarketData, t: int) -> tuple[list, int]:
+        return [], 0
+
+    def account_at(self, market: MarketData, t: int) -> AccountState:
+        return self.account
+
+    def rules(self, market: MarketData, t: int) -> MarketRules:
+        return paper_rules(market.symbols, market.close[t])
+
+    def submit(self, orders: list[Order]) -> list[Order]:
+        return orders
+
+
+class TimedPolicy:
+    """A policy whose ``predict`` calls are timed (``seconds``)."""
+
+    def __init__(self, policy: PolicyModel):
+        self.policy, self.spec, self.seconds = policy, policy.spec, 0.0
+
+    def predict(self, context: object, observations: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        out = self.policy.predict(context, observations)
+        self.seconds += time.perf_counter() - start
+        return out
 
 
 def main() -> None:
@@ -67,48 +101,34 @@ def main() -> None:
     bars = rng.integers(env.sim.first, market.n_bars, n)
     gross = rng.uniform(0, 1, n)
     split = rng.dirichlet(np.ones(N_ASSETS), n) * rng.choice([-1.0, 1.0], (n, N_ASSETS))
-    limits, state = SafetyLimits(), SafetyState()
+    spec = PolicySpec("PPO", market.symbols, "synthetic", "1h", config, builder, "")
+    served = PolicyModel()
+    served.spec, served.algorithm, served.onnx = spec, model, onnx
+    on_torch = PolicyModel()
+    on_torch.spec, on_torch.algorithm = spec, model
 
-    def torch_weights(obs: np.ndarray) -> np.ndarray:
-        return target_weights(np.asarray(model.predict(obs, deterministic=True)[0]), config)
-
-    def decide(i: int, weights_of: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
-        """Seconds of the whole decision and of the model call, for decision ``i``."""
-        start = time.perf_counter()
+    def decide(i: int, policy: PolicyModel) -> tuple[float, float]:
+        """Seconds of the whole decision (``run_cycle`` without I/O) and of the model call in
+        it, for decision ``i``."""
         t = int(bars[i])
         close = market.close[t]
         qty = split[i] * gross[i] * 10_000.0 / close
         account = AccountState(
             market.symbols, 10_000.0, qty, close, np.zeros(N_ASSETS), market.mark[t], 10_000.0
         )
-        portfolio = portfolio_state(account, config, market.hours_to_funding[t])
-        obs = builder.build(market.features, t, portfolio)[None]
-        model_start = time.perf_counter()
-        proposed = weights_of(obs)[0]
-        model_seconds = time.perf_counter() - model_start
-        current = account.qty * close / account.equity
-        proposed = np.where(np.abs(proposed - current) < config.no_trade_band, current, proposed)
-        ts = market.close_times[t]
-        check(
-            proposed,
-            account,
-            market_snapshot(market, t, ts),
-            paper_rules(market.symbols, close),
-            limits,
-            state,
-            ts,
-            lambda symbol, leg, ts=ts: client_order_id("bench", ts, symbol, leg),
-        )
-        return time.perf_counter() - start, model_seconds
+        timed = TimedPolicy(policy)
+        start = time.perf_counter()
+        run_cycle(timed, market.slice(0, t + 1), InMemory(account), SafetyState())
+        return time.perf_counter() - start, timed.seconds
 
     size = builder.observation_space.shape[0]
     print(f"workload: {n:,} decisions, observation of {size:,} floats")
     print(f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results = {}
-    for name, weights_of in (("onnxruntime", onnx.target_weights), ("torch", torch_weights)):
+    for name, policy in (("onnxruntime", served), ("torch", on_torch)):
         for i in range(200):  # warm-up
-            decide(i, weights_of)
-        timings = np.array([decide(i, weights_of) for i in range(n)])
+            decide(i, policy)
+        timings = np.array([decide(i, policy) for i in range(n)])
         results[name] = timings
     print()
     print("| runtime | model p50 | model p99 | decision p50 | decision p99 |")
